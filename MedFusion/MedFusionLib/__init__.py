@@ -1,0 +1,30 @@
+"""MedFusionLib: fuse two co-registered medical volumes (CT, MR, PET, SPECT) slice by slice.
+
+Public API (imported lazily, so ``import MedFusionLib`` stays cheap and torch loads only when needed):
+
+    from MedFusionLib import fuse_volumes, read_volume, write_volume, list_methods
+    result = fuse_volumes(read_volume("ct.nii.gz"), read_volume("mr.nii.gz"), method="laplacian")
+    write_volume(result.fused, "fused.nrrd")
+"""
+from .errors import Cancelled, InputError, MedFusionError, WeightsError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "fuse_volumes": "engine",
+    "FusionResult": "engine",
+    "read_volume": "volume_io",
+    "write_volume": "volume_io",
+    "list_methods": "methods_api",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'MedFusionLib' has no attribute {name!r}")
+
+
+__all__ = ["Cancelled", "InputError", "MedFusionError", "WeightsError", *_LAZY]

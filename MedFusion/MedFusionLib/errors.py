@@ -1,0 +1,17 @@
+"""Errors MedFusion raises on purpose. Each carries one sentence a clinician can act on."""
+
+
+class MedFusionError(Exception):
+    """Base class: the message is a complete, user-facing sentence (the CLI prints it without a traceback)."""
+
+
+class InputError(MedFusionError, ValueError):
+    """An input (file, volume, method, preset, option or output path) cannot be used as given."""
+
+
+class WeightsError(MedFusionError, RuntimeError):
+    """Shipped network weights are missing, corrupted or do not match the manifest."""
+
+
+class Cancelled(MedFusionError):
+    """The user cancelled a running fusion; nothing was written."""

@@ -1,0 +1,36 @@
+"""Every fusion method MedFusion offers, in one table (see registry.py for the contract)."""
+from .registry import MethodInfo, Registry
+
+REGISTRY = Registry([
+    MethodInfo(
+        name="average", title="Average", kind="classic", module="pixelwise", factory="build_average",
+        summary="Pixel-wise mean of the two sources; the baseline every method is compared with.",
+        reference="Baseline pixel averaging, e.g. Zhang, 'Multi-source remote sensing data fusion', 2010; "
+                  "used as the reference rule throughout the fusion literature."),
+    MethodInfo(
+        name="max", title="Max-abs", kind="classic", module="pixelwise", factory="build_max",
+        summary="Pixel-wise maximum (sources are non-negative, so max-abs equals max).",
+        reference="Choose-max rule, e.g. Li, Manjunath & Mitra, 'Multisensor image fusion using the wavelet "
+                  "transform', Graphical Models and Image Processing 57(3), 1995."),
+    MethodInfo(
+        name="pca", title="PCA-weighted", kind="classic", module="pixelwise", factory="build_pca",
+        summary="Weights from the principal eigenvector of the two sources' covariance, per slice.",
+        reference="Naidu & Raol, 'Pixel-level image fusion using wavelets and principal component analysis', "
+                  "Defence Science Journal 58(3), 2008."),
+    MethodInfo(
+        name="laplacian", title="Laplacian pyramid", kind="classic", module="laplacian", factory="build",
+        summary="Laplacian pyramid: averaged base level, max-abs detail coefficients.",
+        reference="Burt & Adelson, 'The Laplacian pyramid as a compact image code', IEEE Trans. Commun. 31(4), "
+                  "1983; fusion rule after Burt & Kolczynski, ICCV 1993.",
+        options={"levels": (4, "number of pyramid detail levels")}),
+    MethodInfo(
+        name="dwt", title="DWT", kind="classic", module="dwt", factory="build",
+        summary="Discrete wavelet transform (PyWavelets): averaged approximation, max-abs details.",
+        reference="Li, Manjunath & Mitra, 'Multisensor image fusion using the wavelet transform', Graphical "
+                  "Models and Image Processing 57(3), 1995.",
+        options={"wavelet": ("db2", "PyWavelets wavelet name"), "levels": (3, "decomposition levels")}),
+    MethodInfo(
+        name="gff", title="Guided filtering (GFF)", kind="classic", module="gff", factory="build",
+        summary="Two-scale decomposition with saliency weight maps refined by guided filters.",
+        reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013."),
+])

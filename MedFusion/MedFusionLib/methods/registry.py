@@ -1,0 +1,60 @@
+"""The registry of fusion methods: one table, looked up by name, imported lazily.
+
+The contract every method follows (classic rules and networks alike):
+
+* ``build(device, **options)`` returns a callable ``fuse(a, b) -> fused``.
+* ``a`` and ``b`` are float32 tensors of shape (N, 1, H, W) with values in [0, 1], already on ``device``;
+  ``a`` is the reference (anatomical) source. A method must not modify them in place.
+* ``fused`` is a float32 tensor of shape (N, 1, H, W) on the same device, values in [0, 1].
+* Deterministic: the same inputs on the CPU give bit-identical outputs.
+* Networks load their shipped weights inside ``build`` (offline, ``weights_only=True``, sha256-checked).
+
+The table itself lives in ``methods/__init__.py`` so that listing methods never imports torch models.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Tuple
+
+from ..errors import InputError
+
+FuseFn = Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str  # registry key: CLI --method, Python API, Slicer combo box
+    title: str  # display name, e.g. "MFEnet"
+    kind: str  # "classic" or "network"
+    summary: str  # one line: what it does
+    reference: str  # the paper it implements (for --help, docstrings, tooltips)
+    module: str  # module under MedFusionLib.methods holding the factory
+    factory: str = "build"
+    # option name -> (default value, one-line help); options are passed to the factory as keywords
+    options: Dict[str, Tuple[Any, str]] = field(default_factory=dict)
+
+    def build(self, device, **options) -> FuseFn:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; its options are: {valid}.")
+        module = importlib.import_module(f"{__package__}.{self.module}")
+        return getattr(module, self.factory)(device, **options)
+
+
+class Registry:
+    def __init__(self, infos):
+        self._infos = {info.name: info for info in infos}
+
+    def names(self):
+        return list(self._infos)
+
+    def infos(self):
+        return list(self._infos.values())
+
+    def get(self, name: str) -> MethodInfo:
+        key = (name or "").strip().lower()
+        if key not in self._infos:
+            raise InputError(f"Unknown fusion method '{name}'; choose one of: {', '.join(self._infos)}.")
+        return self._infos[key]
