@@ -2,11 +2,16 @@
 
 Public API (imported lazily, so ``import MedFusionLib`` stays cheap and torch loads only when needed):
 
-    from MedFusionLib import fuse_volumes, read_volume, write_volume, list_methods
+    from MedFusionLib import fuse_volumes, read_volume, write_volume, REGISTRY
     result = fuse_volumes(read_volume("ct.nii.gz"), read_volume("mr.nii.gz"), method="laplacian")
     write_volume(result.fused, "fused.nrrd")
 """
+import logging
+
 from .errors import Cancelled, InputError, MedFusionError, WeightsError
+
+# A library leaves log output to the application (CLI, Slicer); see logging HOWTO "Configuring logging for a library".
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
@@ -15,7 +20,7 @@ _LAZY = {
     "FusionResult": "engine",
     "read_volume": "volume_io",
     "write_volume": "volume_io",
-    "list_methods": "methods_api",
+    "REGISTRY": "methods",
 }
 
 

@@ -34,3 +34,6 @@ REGISTRY = Registry([
         summary="Two-scale decomposition with saliency weight maps refined by guided filters.",
         reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013."),
 ])
+
+# The method used when none is named (CLI, demo, Slicer).
+DEFAULT_METHOD = "laplacian"

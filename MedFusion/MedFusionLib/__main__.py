@@ -1,0 +1,6 @@
+"""``python -m MedFusionLib`` is the ``medfusion`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

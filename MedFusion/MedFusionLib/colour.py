@@ -1,0 +1,43 @@
+"""Colour conversions for pseudo-colour functional images (PET, SPECT).
+
+Standard: ITU-R BT.601 luma/chroma in the full-range (JPEG / JFIF) form, on values in [0, 1]:
+
+    Y  =  0.299 R + 0.587 G + 0.114 B
+    Cb =  0.5 - 0.168736 R - 0.331264 G + 0.5 B
+    Cr =  0.5 + 0.5 R - 0.418688 G - 0.081312 B
+
+This is what the medical-fusion literature (and OpenCV's COLOR_RGB2YCrCb) uses for the "fuse Y, keep CbCr"
+scheme, so that colour keeps encoding function while Y carries the anatomy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_RGB_TO_YCBCR = np.array([
+    [0.299, 0.587, 0.114],
+    [-0.168736, -0.331264, 0.5],
+    [0.5, -0.418688, -0.081312],
+], dtype=np.float64)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+_OFFSET = np.array([0.0, 0.5, 0.5])
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 1] -> (..., 3) float32 YCbCr with Y, Cb, Cr in [0, 1]."""
+    return (np.asarray(rgb, dtype=np.float32) @ _RGB_TO_YCBCR.T.astype(np.float32)) + _OFFSET.astype(np.float32)
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """(..., 3) YCbCr in [0, 1] -> (..., 3) float32 RGB clipped to [0, 1]."""
+    rgb = (np.asarray(ycbcr, dtype=np.float32) - _OFFSET.astype(np.float32)) @ _YCBCR_TO_RGB.T.astype(np.float32)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma Y of (..., 3) RGB values (same scale as the input)."""
+    return np.asarray(rgb, dtype=np.float32) @ _RGB_TO_YCBCR[0].astype(np.float32)
+
+
+def has_chroma(rgb: np.ndarray) -> bool:
+    """True unless R = G = B everywhere (a grey image saved as RGB is treated as grey)."""
+    return bool(np.any(rgb[..., 0] != rgb[..., 1]) or np.any(rgb[..., 1] != rgb[..., 2]))
