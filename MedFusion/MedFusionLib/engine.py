@@ -1,8 +1,14 @@
 """The fusion engine: two co-registered volumes in, one fused volume (and an edge labelmap) out.
 
-Data flow: validate -> map each source to [0, 1] on its own grid (a colour source is split into Y and CbCr)
--> resample B onto A's grid in physical space -> slice along the anatomical axis -> run the method batch by
-batch on the device -> reassemble in A's geometry (origin, spacing, direction untouched).
+Data flow: validate -> decide each source's mapping to [0, 1] (window, or YCbCr for a colour source) ->
+for each batch of slices along the anatomical axis: window A's slab, resample B onto the slab's sub-grid
+of A in physical space, run the method on the device, write the result into the output through the same
+slice layout -> the output has A's geometry (origin, spacing, direction untouched).
+
+Memory stays at the inputs, the output and one batch: no volume-sized intermediate is ever made, except that
+SimpleITK copies the finished output array into the returned image (it cannot wrap a numpy buffer), so the
+output is held twice for a moment at the end. Measured on a 512 x 512 x 600 int16 pair: inputs 375 MB,
+peak RSS 2.2 GB including the interpreter and torch (/tmp script in the issue-9 notes; scripts/benchmark.py).
 """
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ import SimpleITK as sitk
 
 from . import colour, edges as edge_maps
 from .errors import Cancelled, InputError
-from .geometry import overlap_fraction, resample_onto, same_grid, slice_layout
-from .intensity import Window, apply_window, choose_window, parse_preset
+from .geometry import fields_of_view_may_overlap, slice_layout
+from .intensity import Window, parse_preset
 from .methods import REGISTRY
+from .sources import MovingSlabs, ReferenceSlabs, Source, sample_indices
 from .volume_io import check_image
 
 log = logging.getLogger(__name__)
@@ -26,7 +33,6 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
-_OUTSIDE = -1.0  # resampling sentinel: normalised values are >= 0, so this marks "outside B's field of view"
 
 
 @dataclass
@@ -50,14 +56,6 @@ class FusionResult:
                 f"overlap {100 * self.overlap:.1f}%, {kind}output in the reference geometry")
 
 
-@dataclass
-class _Source:
-    """One input mapped to [0, 1] on its own grid; ``chroma`` holds CbCr for a colour source."""
-    luma: sitk.Image
-    chroma: Optional[sitk.Image]
-    window: Window
-
-
 def resolve_device(device: str = "auto"):
     import torch
 
@@ -79,59 +77,6 @@ def resolve_device(device: str = "auto"):
     raise InputError(f"Unknown device '{device}'; use auto, cpu or cuda[:N].")
 
 
-def _warn(warnings: List[str], message: str) -> None:
-    log.warning(message)
-    warnings.append(message)
-
-
-def _prepare_source(image: sitk.Image, preset, name: str, warnings: List[str]) -> _Source:
-    array = sitk.GetArrayFromImage(image)  # a copy: the caller's image is never touched
-    if image.GetNumberOfComponentsPerPixel() == 3 and colour.has_chroma(np.nan_to_num(array)):
-        if parse_preset(preset).kind != "auto":
-            _warn(warnings, f"'{name}' is a colour image: its intensity preset is ignored (RGB is used as is).")
-        rgb = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        scale = 255.0 if (image.GetPixelID() == sitk.sitkVectorUInt8 or rgb.max() > 1.0) else 1.0
-        ycbcr = colour.rgb_to_ycbcr(np.clip(rgb / scale, 0.0, 1.0))
-        luma = sitk.GetImageFromArray(ycbcr[..., 0])
-        chroma = sitk.GetImageFromArray(ycbcr[..., 1:], isVector=True)
-        luma.CopyInformation(image)
-        chroma.CopyInformation(image)
-        return _Source(luma, chroma, Window(0.0, scale, "colour: BT.601 luma Y of RGB"))
-    if array.ndim == image.GetDimension() + 1:  # RGB without chroma: a grey image stored as RGB
-        array = array[..., 0]
-    window = choose_window(array, preset, name, eight_bit=array.dtype == np.uint8)
-    normalised, n_bad = apply_window(array, window)
-    if n_bad:
-        _warn(warnings, f"'{name}': {n_bad} voxel(s) ({100.0 * n_bad / array.size:.2g}%) are NaN or infinite; "
-                        f"they are treated as background (0).")
-    luma = sitk.GetImageFromArray(normalised)
-    luma.CopyInformation(image)
-    return _Source(luma, None, window)
-
-
-def _onto_reference(source: _Source, reference: sitk.Image, names, warnings: List[str]):
-    """B's luma (and chroma) on A's grid, plus the mask of A voxels inside B's field of view."""
-    if same_grid(source.luma, reference):
-        luma = sitk.GetArrayFromImage(source.luma)
-        chroma = None if source.chroma is None else sitk.GetArrayFromImage(source.chroma)
-        return luma, chroma, np.ones(luma.shape, dtype=bool), 1.0
-    luma = sitk.GetArrayFromImage(resample_onto(source.luma, reference, _OUTSIDE))
-    inside = luma >= 0.0
-    overlap = overlap_fraction(inside)
-    if overlap == 0.0:
-        raise InputError(f"'{names[0]}' and '{names[1]}' do not overlap in physical space; check that they "
-                         f"share a frame of reference (origin, spacing, direction).")
-    luma[~inside] = 0.0
-    chroma = None
-    if source.chroma is not None:
-        chroma = sitk.GetArrayFromImage(resample_onto(source.chroma, reference, 0.5))
-        chroma[~inside] = 0.5  # neutral chroma: no colour where B has no data
-    if overlap < 1.0:
-        _warn(warnings, f"Only {100 * overlap:.1f}% of '{names[0]}' lies inside the field of view of "
-                        f"'{names[1]}'; '{names[1]}' is 0 elsewhere.")
-    return luma, chroma, inside, overlap
-
-
 def _inside_for_edges(inside_slices: np.ndarray) -> np.ndarray:
     """Shrink B's field-of-view mask by 2 pixels so its own border is not reported as an edge of B."""
     import cv2
@@ -144,6 +89,30 @@ def _is_out_of_memory(error: BaseException) -> bool:
     import torch
 
     return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _check_inputs(a, b, name_a, name_b) -> None:
+    for image, name in ((a, name_a), (b, name_b)):
+        if image is None:
+            raise InputError(f"Input '{name}' is missing.")
+        check_image(image, name)
+    if a.GetDimension() != b.GetDimension():
+        kinds = {2: "a 2D image", 3: "a 3D volume"}
+        raise InputError(f"'{name_a}' is {kinds[a.GetDimension()]} and '{name_b}' is {kinds[b.GetDimension()]}; "
+                         f"fuse two volumes or two images.")
+
+
+def _no_overlap(name_a: str, name_b: str) -> InputError:
+    return InputError(f"'{name_a}' and '{name_b}' do not overlap in physical space; check that they share a "
+                      f"frame of reference (origin, spacing, direction).")
+
+
+def _edge_thresholds(reference: ReferenceSlabs, moving: MovingSlabs, n_slices: int):
+    """Automatic Canny thresholds per source, from up to 32 evenly spread slices."""
+    picks = sample_indices(n_slices)
+    stack_a = np.concatenate([reference.slab(i, i + 1).luma for i in picks])
+    stack_b = np.concatenate([moving.slab(i, i + 1).luma for i in picks])
+    return edge_maps.auto_thresholds(stack_a), edge_maps.auto_thresholds(stack_b)
 
 
 def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: str = "axial",
@@ -160,14 +129,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
 
     started = time.perf_counter()
     warnings: List[str] = []
-    for image, name in ((a, name_a), (b, name_b)):
-        if image is None:
-            raise InputError(f"Input '{name}' is missing.")
-        check_image(image, name)
-    if a.GetDimension() != b.GetDimension():
-        kinds = {2: "a 2D image", 3: "a 3D volume"}
-        raise InputError(f"'{name_a}' is {kinds[a.GetDimension()]} and '{name_b}' is {kinds[b.GetDimension()]}; "
-                         f"fuse two volumes or two images.")
+    _check_inputs(a, b, name_a, name_b)
     info = REGISTRY.get(method)
     layout = slice_layout(a, axis)
     thresholds = edge_maps.validate_thresholds(edge_thresholds)
@@ -177,36 +139,38 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     batch = DEFAULT_BATCH.get(dev.type, 8) if batch_size is None else int(batch_size)
     if batch < 1:
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
+    if not fields_of_view_may_overlap(a, b):
+        raise _no_overlap(name_a, name_b)
     fuse_fn = info.build(dev, **(method_options or {}))
 
-    src_a = _prepare_source(a, preset_a, name_a, warnings)
-    src_b = _prepare_source(b, preset_b, name_b, warnings)
-    if src_a.chroma is not None and src_b.chroma is not None:
+    src_a, src_b = Source(a, preset_a, name_a, warnings), Source(b, preset_b, name_b, warnings)
+    if src_a.is_colour and src_b.is_colour:
         raise InputError(f"'{name_a}' and '{name_b}' are both colour images; MedFusion fuses one colour "
                          f"(functional) image with a grey (anatomical) one.")
-    luma_a = sitk.GetArrayFromImage(src_a.luma)
-    luma_b, chroma_b, inside, overlap = _onto_reference(src_b, a, (name_a, name_b), warnings)
-    chroma = sitk.GetArrayFromImage(src_a.chroma) if src_a.chroma is not None else chroma_b
-    colour_source = "A" if src_a.chroma is not None else ("B" if chroma_b is not None else None)
+    reference, moving = ReferenceSlabs(src_a, layout), MovingSlabs(src_b, a, layout)
+    colour_source = "A" if src_a.is_colour else ("B" if src_b.is_colour else None)
 
-    # (S, H, W) views along the anatomical axis, every slice in the same anatomical orientation.
-    stack_a, stack_b, stack_inside = (layout.to_slices(x) for x in (luma_a, luma_b, inside))
-    n_slices = stack_a.shape[0]
-    fused_stack = np.empty(stack_a.shape, dtype=np.float32)
-    label_stack = np.zeros(stack_a.shape, dtype=np.uint8) if edges else None
+    # Outputs are written in place through the slice layout's views: no second volume-sized copy.
+    shape = sitk.GetArrayViewFromImage(a).shape[: a.GetDimension()]
+    fused_array = np.zeros(shape + ((3,) if colour_source else ()), np.uint8 if colour_source else np.float32)
+    fused_stack = layout.to_slices(fused_array)
+    label_array = np.zeros(shape, np.uint8) if edges else None
+    label_stack = layout.to_slices(label_array) if edges else None
+    n_slices = fused_stack.shape[0]
     if edges:
-        thresholds_a = thresholds or edge_maps.auto_thresholds(stack_a)
-        thresholds_b = thresholds or edge_maps.auto_thresholds(stack_b)
+        thresholds_a, thresholds_b = (thresholds, thresholds) if thresholds else _edge_thresholds(
+            reference, moving, n_slices)
 
-    start = 0
+    inside_voxels, start = 0, 0
     with torch.inference_mode():
         while start < n_slices:
             if cancel is not None and cancel():
                 raise Cancelled("Fusion was cancelled; nothing was written.")
             end = min(n_slices, start + batch)
+            slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
             try:
-                ta = torch.from_numpy(np.ascontiguousarray(stack_a[start:end])).unsqueeze(1).to(dev)
-                tb = torch.from_numpy(np.ascontiguousarray(stack_b[start:end])).unsqueeze(1).to(dev)
+                ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev)
+                tb = torch.from_numpy(slab_b.luma).unsqueeze(1).to(dev)
                 fused = fuse_fn(ta, tb).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
             except RuntimeError as error:
                 if dev.type != "cuda" or not _is_out_of_memory(error):
@@ -215,31 +179,44 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                 torch.cuda.empty_cache()
                 if batch > 1:
                     batch //= 2
-                    _warn(warnings, f"GPU out of memory: batch size reduced to {batch}.")
+                    warnings.append(f"GPU out of memory: batch size reduced to {batch}.")
                 else:
                     dev = torch.device("cpu")
                     fuse_fn = info.build(dev, **(method_options or {}))
-                    _warn(warnings, "GPU out of memory even with one slice per batch: continuing on the CPU.")
+                    warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
                 continue
-            fused_stack[start:end] = fused
+            if colour_source:
+                chroma = slab_a.chroma if slab_a.chroma is not None else slab_b.chroma
+                rgb = colour.ycbcr_to_rgb(np.concatenate([fused[..., np.newaxis], chroma], axis=-1))
+                fused_stack[start:end] = np.rint(rgb * 255.0).astype(np.uint8)
+            else:
+                fused_stack[start:end] = fused
+            inside_voxels += slab_b.inside.sum() if slab_b.inside is not None else slab_b.luma.size
             if edges:
-                edges_a = edge_maps.canny(stack_a[start:end], thresholds_a)
-                edges_b = edge_maps.canny(stack_b[start:end], thresholds_b) & _inside_for_edges(stack_inside[start:end])
+                edges_a = edge_maps.canny(slab_a.luma, thresholds_a)
+                edges_b = edge_maps.canny(slab_b.luma, thresholds_b)
+                if slab_b.inside is not None:
+                    edges_b &= _inside_for_edges(slab_b.inside)
                 label_stack[start:end] = edge_maps.edge_labels(edges_a, edges_b)
             start = end
             if progress is not None:
                 progress(end, n_slices)
 
-    fused_array = np.ascontiguousarray(layout.from_slices(fused_stack))
-    if chroma is not None:
-        rgb = colour.ycbcr_to_rgb(np.concatenate([fused_array[..., np.newaxis], chroma], axis=-1))
-        fused_image = sitk.GetImageFromArray(np.rint(rgb * 255.0).astype(np.uint8), isVector=True)
-    else:
-        fused_image = sitk.GetImageFromArray(fused_array)
+    overlap = float(inside_voxels) / float(np.prod(shape))
+    if overlap == 0.0:
+        raise _no_overlap(name_a, name_b)
+    if overlap < 1.0:
+        warnings.append(f"Only {100 * overlap:.1f}% of '{name_a}' lies inside the field of view of '{name_b}'; "
+                        f"'{name_b}' is 0 elsewhere.")
+    for message in warnings:
+        log.warning(message)
+
+    fused_image = sitk.GetImageFromArray(fused_array, isVector=colour_source is not None)
+    del fused_array, fused_stack  # the image holds its own copy
     fused_image.CopyInformation(a)
     edges_image = None
     if edges:
-        edges_image = sitk.GetImageFromArray(np.ascontiguousarray(layout.from_slices(label_stack)))
+        edges_image = sitk.GetImageFromArray(label_array)
         edges_image.CopyInformation(a)
 
     return FusionResult(

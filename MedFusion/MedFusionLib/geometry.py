@@ -136,5 +136,27 @@ def slice_layout(image: sitk.Image, axis: str) -> SliceLayout:
         flip_cols=bool(np.sign(direction[col_phys, col_index]) != col_sign))
 
 
+def _index_matrix(image: sitk.Image) -> np.ndarray:
+    dim = image.GetDimension()
+    return np.asarray(image.GetDirection()).reshape(dim, dim) @ np.diag(image.GetSpacing())
+
+
+def fields_of_view_may_overlap(reference: sitk.Image, moving: sitk.Image) -> bool:
+    """False only when the two fields of view certainly do not intersect (exact, corners only).
+
+    The moving image's field of view (voxel centres +- half a voxel, as the interpolator sees it) is a
+    parallelepiped; its bounding box in the reference's continuous index space is disjoint from the
+    reference's extent exactly when no resampled voxel can fall inside it.
+    """
+    dim = reference.GetDimension()
+    size = np.asarray(moving.GetSize(), dtype=float)
+    corners = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size], indexing="ij")).reshape(dim, -1)
+    physical = np.asarray(moving.GetOrigin())[:, None] + _index_matrix(moving) @ corners
+    in_reference = np.linalg.solve(_index_matrix(reference), physical - np.asarray(reference.GetOrigin())[:, None])
+    low, high = in_reference.min(axis=1), in_reference.max(axis=1)
+    extent = np.asarray(reference.GetSize(), dtype=float) - 1.0
+    return bool(np.all(high >= -0.5) and np.all(low <= extent + 0.5))
+
+
 def overlap_fraction(inside: np.ndarray) -> float:
     return float(np.count_nonzero(inside)) / float(inside.size) if inside.size else 0.0
