@@ -7,7 +7,8 @@ import SimpleITK as sitk
 
 from MedFusionLib.engine import fuse_volumes
 from MedFusionLib.errors import InputError
-from MedFusionLib.geometry import index_to_physical_axes, resample_onto, slice_array_axis, slice_layout
+from MedFusionLib.geometry import (fields_of_view_may_overlap, index_to_physical_axes, resample_onto,
+                                    slice_array_axis, slice_layout)
 from MedFusionLib.intensity import apply_window, choose_window
 
 
@@ -183,3 +184,30 @@ def test_slices_reach_methods_in_radiological_orientation(stroke):
     layout = slice_layout(t1, "coronal")
     array = sitk.GetArrayFromImage(t1)
     np.testing.assert_array_equal(layout.from_slices(layout.to_slices(array)), array)
+
+
+def _grid(size, origin=(0.0, 0.0, 0.0), rotation_deg=0.0):
+    image = sitk.GetImageFromArray(np.arange(np.prod(size), dtype=np.float32).reshape(size[::-1]))
+    c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
+    image.SetDirection((c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0))
+    image.SetOrigin(origin)
+    return image
+
+
+def test_fields_of_view_test_is_exact_on_disjoint_and_touching_grids():
+    a = _grid((10, 10, 10))
+    assert fields_of_view_may_overlap(a, _grid((10, 10, 10), origin=(5.0, 5.0, 5.0)))
+    assert not fields_of_view_may_overlap(a, _grid((10, 10, 10), origin=(10.6, 0.0, 0.0)))
+    assert fields_of_view_may_overlap(a, _grid((10, 10, 10), origin=(9.9, 0.0, 0.0)))  # half a voxel still counts
+
+
+def test_oblique_near_miss_is_found_by_the_exact_overlap():
+    """A diamond beside A's corner: its bounding box meets A, none of its voxels do."""
+    a = _grid((10, 10, 10))
+    # 45 degrees about S, centred at (15.5, 15.5): |x - 15.5| + |y - 15.5| <= 7.07 never reaches (9.5, 9.5).
+    b = _grid((10, 10, 10), rotation_deg=45.0)
+    centre_offset = np.array(b.TransformContinuousIndexToPhysicalPoint((4.5, 4.5, 4.5))) - np.array(b.GetOrigin())
+    b.SetOrigin(tuple(np.array([15.5, 15.5, 4.5]) - centre_offset))
+    assert fields_of_view_may_overlap(a, b)
+    with pytest.raises(InputError, match="do not overlap"):
+        fuse_volumes(a, b, method="average")

@@ -156,7 +156,3 @@ def fields_of_view_may_overlap(reference: sitk.Image, moving: sitk.Image) -> boo
     low, high = in_reference.min(axis=1), in_reference.max(axis=1)
     extent = np.asarray(reference.GetSize(), dtype=float) - 1.0
     return bool(np.all(high >= -0.5) and np.all(low <= extent + 0.5))
-
-
-def overlap_fraction(inside: np.ndarray) -> float:
-    return float(np.count_nonzero(inside)) / float(inside.size) if inside.size else 0.0
