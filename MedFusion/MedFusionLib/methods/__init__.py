@@ -45,4 +45,4 @@ REGISTRY = Registry([
 ])
 
 # The method used when none is named (CLI, demo, Slicer).
-DEFAULT_METHOD = "laplacian"
+DEFAULT_METHOD = "mfenet"

@@ -44,7 +44,7 @@ Ambiguities and the choices made here (the paper is silent or self-contradictory
   F = w1 F1 + w2 F2 (magnitudes = values for these non-negative features). Called "softmax" here.
 * "add" is F1 + F2, "average" is (F1 + F2) / 2.
 * Edge enhancement (Eq. 2) I_f = I_mf + Canny(I1) + Canny(I2) with binary Canny maps: we write
-  I_f = clip(I_mf + w (E1 + E2), 0, 1) with E in {0, 1} (see edges_canny.py for the thresholds). The paper's
+  I_f = clip(I_mf + w (E1 + E2), 0, 1) with E in {0, 1} (see edges.py for the thresholds). The paper's
   w = 1 (the default) paints every source edge white; w = 0 switches the branch off. For reading images we
   would recommend w around 0.2-0.3 (edges visible as a brightening without hiding the intensity underneath),
   but the default stays the paper's 1.
@@ -140,7 +140,7 @@ def edge_enhance(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, edge_wei
     """I_f = clip(I_mf + w (Canny(a) + Canny(b)), 0, 1); w = 0 returns ``fused`` unchanged."""
     if edge_weight == 0:
         return fused
-    from ..edges_canny import canny_edges
+    from ..edges import canny_edges
 
     edges = canny_edges(a) + canny_edges(b)  # {0, 1} each, on a's device
     return (fused + edge_weight * edges).clamp_(0.0, 1.0)
