@@ -90,6 +90,7 @@ class MedFusionParameterNode:
     axis: SlicingAxis = SlicingAxis[PARAMETERS["axis"].default]
     presetA: str = PARAMETERS["presetA"].default
     presetB: str = PARAMETERS["presetB"].default
+    colourB: str = PARAMETERS["colourB"].default
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
     outputVolume: vtkMRMLScalarVolumeNode
@@ -123,6 +124,10 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.presetALineEdit.toolTip = _("Intensity preset of volume A: ") + PRESET_HELP
         self.ui.presetBLineEdit.toolTip = _("Intensity preset of volume B: ") + PRESET_HELP
+        self.ui.colourBLineEdit.toolTip = _(
+            "Colour a scalar functional volume B (PET in SUV, SPECT): 'none' keeps grey; 'volume' uses B's own "
+            "colour table and displayed window; or type a colour node name such as PET-Heat. The fused volume is "
+            "then RGB: its brightness carries the anatomy of A, its colour the function of B.")
         self.ui.progressBar.hide()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)

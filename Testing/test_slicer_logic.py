@@ -386,8 +386,8 @@ def test_parameter_node_round_trips_through_scene_save_and_load(mrml, stroke, tm
     assert all(node.HasParameter(name) for name in PARAMETER_NAMES)
     output = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "fused here")
     values = dict(inputVolumeA=t1, inputVolumeB=t2, method="max", fusionRule="softmax", edgeStrength=0.25,
-                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", device="cpu", showEdges=False,
-                  outputVolume=output, outputEdges=None)
+                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", device="cpu",
+                  showEdges=False, outputVolume=output, outputEdges=None)
     assert set(values) == set(PARAMETER_NAMES)
     logic.setParameters(node, **values)
     # Stored as the widget's parameterNodeWrapper stores them.
@@ -462,3 +462,73 @@ def test_module_self_test_passes_on_slicer_core(mrml):
         assert outcome["mfenet"] == "passed"
     else:
         assert outcome["mfenet"].startswith("skipped")
+
+
+# --- Colour fusion of a scalar functional volume (issue 6) ----------------------------------------------------
+
+@pytest.fixture
+def ct_pet(mrml, sts_dir):
+    """CT (A) and the SUV PET (B, a scalar volume on its own coarse grid) shown with the PET-Heat colour node."""
+    ct = mrml.load_volume(sts_dir / "CT.nii.gz", "CT")
+    pet = mrml.load_volume(sts_dir / "PET.nii.gz", "PET")
+    heat = mrml.scene.GetFirstNode("PET-Heat", "vtkMRMLColorNode")
+    display = pet.GetDisplayNode()
+    display.SetAndObserveColorNodeID(heat.GetID())
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(6.0, 3.0)  # SUV 0..6, as a reader would set it
+    return ct, pet, heat
+
+
+def _heat_colours(heat, suv, low, high):
+    from MedFusionLib.colour import apply_colour_table
+    from MedFusionLib.mrml_convert import colour_table_of
+
+    return apply_colour_table(np.clip((suv - low) / (high - low), 0, 1), colour_table_of(heat))
+
+
+def test_scalar_pet_with_its_own_colour_table_gives_rgb_on_the_ct_grid(mrml, ct_pet):
+    ct, pet, heat = ct_pet
+    output = MedFusionLogic().process(ct, pet, method="laplacian", presetA="ct:soft", colourB="volume",
+                                      device="cpu")
+    volume = output.volume
+    assert volume.IsA("vtkMRMLVectorVolumeNode")
+    _assert_reference_geometry(output, ct)
+    rgb = voxel_array(volume)
+    assert rgb.shape[-1] == 3 and rgb.dtype == np.uint8
+    # The displayed window (SUV 0..6) was used: where the PET is hot, the fused hue is PET-Heat's there.
+    window = output.result.windows["B"]
+    assert (window.low, window.high) == (pytest.approx(0.0), pytest.approx(6.0))
+    pet_image = sitk.Cast(read_volume(mrml_path(pet)), sitk.sitkFloat32)
+    ct_image = read_volume(mrml_path(ct))
+    suv = sitk.GetArrayFromImage(sitk.Resample(pet_image, ct_image, sitk.Transform(), sitk.sitkLinear, 0.0))
+    expected = (_heat_colours(heat, suv, 0.0, 6.0) * 255).round().astype(np.uint8)
+    fused = sitk.GetArrayFromImage(output.result.fused)
+    hot = suv > 3.0  # well inside the tumour ring
+    assert hot.sum() > 500
+    import cv2
+
+    def hue(x):
+        return cv2.cvtColor(np.ascontiguousarray(x.reshape(-1, x.shape[-2], 3)), cv2.COLOR_RGB2HSV_FULL)[..., 0]
+    diff = np.abs(hue(fused).astype(int) - hue(expected).astype(int)).reshape(suv.shape)[hot]
+    diff = np.minimum(diff, 256 - diff) * 360 / 256
+    assert np.mean(diff <= 15.0) >= 0.95, np.mean(diff <= 15.0)
+
+
+def test_colour_node_by_name_and_bad_choices(mrml, ct_pet):
+    ct, pet, _ = ct_pet
+    logic = MedFusionLogic()
+    by_name = logic.process(ct, pet, colourB="PET-Heat", presetB="pet", **FAST)
+    assert by_name.volume.IsA("vtkMRMLVectorVolumeNode")
+    grey = logic.process(ct, pet, colourB="none", presetB="pet", **FAST)
+    assert grey.volume.IsA("vtkMRMLScalarVolumeNode") and not grey.volume.IsA("vtkMRMLVectorVolumeNode")
+    ids_before = mrml.node_ids()
+    with pytest.raises(InputError, match="no colour node named 'Nope'"):
+        logic.process(ct, pet, colourB="Nope", **FAST)
+    scalar_output = grey.volume
+    with pytest.raises(InputError, match="select a vector volume"):
+        logic.process(ct, pet, colourB="PET-Heat", outputVolume=scalar_output, **FAST)
+    assert mrml.node_ids() == ids_before
+
+
+def mrml_path(node):
+    return node.GetStorageNode().GetFileName()

@@ -244,11 +244,29 @@ _PIP_NAME = {"cv2": "opencv-python-headless", "pywt": "PyWavelets", "tqdm": "tqd
 _SLICER_OWN = {"numpy", "SimpleITK", "vtk", "slicer", "torch", "qt", "ctk"}  # shipped with Slicer / PyTorch ext.
 
 
+def _optional_imports(tree) -> set:
+    """Import nodes inside ``try: ... except ImportError`` blocks: optional, with a fallback or a clear error."""
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in node.handlers):
+            optional |= {n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return optional
+
+
 def _imports_of(path: Path):
-    """(third-party top-level modules imported anywhere in the file, sibling modules imported at module level)."""
+    """(third-party top-level modules imported anywhere in the file, sibling modules imported at module level).
+
+    Imports guarded by ``except ImportError`` are optional and not counted (e.g. matplotlib for named colour
+    maps: inside Slicer the logic passes colour tables, never names).
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"))
     third_party, local = set(), set()
+    optional = _optional_imports(tree)
     for node in ast.walk(tree):
+        if node in optional:
+            continue
         if isinstance(node, ast.Import):
             third_party |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -104,7 +104,8 @@ def cmd_fuse(args) -> int:
         result = fuse_volumes(a, b, method=args.method, axis=args.axis, preset_a=args.preset_a,
                               preset_b=args.preset_b, device=args.device, batch_size=args.batch,
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
-                              method_options=options, progress=bar, name_a=name_a, name_b=name_b)
+                              method_options=options, progress=bar, name_a=name_a, name_b=name_b,
+                              colormap_a=args.colormap_a, colormap_b=args.colormap_b)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -112,7 +113,7 @@ def cmd_fuse(args) -> int:
     if args.preview:
         from .preview import save_preview
 
-        save_preview(a, b, result, args.preview, titles=(name_a, name_b))
+        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b)
     for message in warnings + result.warnings:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
@@ -183,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="slicing plane, relative to A's anatomy (default axial)")
     fuse.add_argument("--preset-a", default="auto", help=f"intensity mapping of A: {PRESET_HELP} (default auto)")
     fuse.add_argument("--preset-b", default="auto", help="intensity mapping of B (same choices)")
+    fuse.add_argument("--colormap-a", metavar="NAME", help="colour a scalar functional A (e.g. hot): it is fused "
+                                                             "through YCbCr and the output is RGB")
+    fuse.add_argument("--colormap-b", metavar="NAME", help="colour a scalar functional B, e.g. PET in SUV with hot")
     fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),

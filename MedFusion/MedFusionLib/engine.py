@@ -119,8 +119,11 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  preset_a="auto", preset_b="auto", device: str = "auto", batch_size: Optional[int] = None,
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
-                 name_a: str = "A", name_b: str = "B") -> FusionResult:
+                 name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
+
+    ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
+    (N, 3) table): it is windowed by its preset, coloured, and fused through YCbCr like an RGB PET, giving RGB.
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -143,7 +146,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         raise _no_overlap(name_a, name_b)
     fuse_fn = info.build(dev, **(method_options or {}))
 
-    src_a, src_b = Source(a, preset_a, name_a, warnings), Source(b, preset_b, name_b, warnings)
+    src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a)
+    src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b)
     if src_a.is_colour and src_b.is_colour:
         raise InputError(f"'{name_a}' and '{name_b}' are both colour images; MedFusion fuses one colour "
                          f"(functional) image with a grey (anatomical) one.")

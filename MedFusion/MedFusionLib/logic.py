@@ -44,6 +44,8 @@ EDGE_STRENGTH_RANGE = (0.0, 2.0)
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
 EDGE_COLOURS = ((1.0, 0.75, 0.0), (0.0, 0.85, 1.0))
 EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
+# Colouring of a scalar functional B: none, its own display colour table, or a colour node by name.
+COLOUR_NONE, COLOUR_OWN = "none", "volume"
 
 
 def _option_default(option: str, fallback):
@@ -77,6 +79,9 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
     Parameter("presetA", "str", "auto", help="intensity preset of A"),
     Parameter("presetB", "str", "auto", help="intensity preset of B"),
+    Parameter("colourB", "str", COLOUR_NONE,
+              help="colour a scalar functional B (PET, SPECT): none, 'volume' (its own colour table and window), "
+                   "or the name of a colour node (e.g. PET-Heat); the fused volume is then RGB"),
     Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
     Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
@@ -365,7 +370,7 @@ class MedFusionLogic(_LogicBase):
             p["inputVolumeA"], p["inputVolumeB"], method=p["method"], axis=p["axis"], presetA=p["presetA"],
             presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"], edgeStrength=p["edgeStrength"],
             edges=p["showEdges"], outputVolume=p["outputVolume"], outputEdges=p["outputEdges"],
-            progress=progress, cancel=cancel)
+            progress=progress, cancel=cancel, colourB=p["colourB"])
 
     # ---------------------------------------------------------------- validation ----------------------------
     @staticmethod
@@ -501,6 +506,31 @@ class MedFusionLogic(_LogicBase):
         return image_a, image_b
 
     @staticmethod
+    def _colour_for_b(volumeB, colourB, presetB):
+        """(colour table or None, preset of B) for the colourB choice; see the colourB parameter."""
+        from .mrml_convert import colour_table_of, display_window_preset
+
+        choice = (colourB or COLOUR_NONE).strip()
+        if choice.lower() == COLOUR_NONE:
+            return None, presetB
+        if volumeB.IsA("vtkMRMLVectorVolumeNode"):
+            return None, presetB  # already RGB: the engine keeps its colours (and says so)
+        if choice.lower() == COLOUR_OWN:
+            display = volumeB.GetDisplayNode()
+            colour_node = display.GetColorNode() if display is not None else None
+            if colour_node is None:
+                raise InputError(f"'{volumeB.GetName()}' has no colour table to fuse with; choose a colour node "
+                                 f"such as PET-Heat, or none.")
+            # Colour as the user sees it: the displayed window too, unless a preset was chosen explicitly.
+            if (presetB or "auto").strip().lower() == "auto":
+                presetB = display_window_preset(volumeB) or presetB
+            return colour_table_of(colour_node), presetB
+        colour_node = volumeB.GetScene().GetFirstNode(choice, "vtkMRMLColorNode")
+        if colour_node is None:
+            raise InputError(f"There is no colour node named '{choice}' in the scene; choose e.g. PET-Heat.")
+        return colour_table_of(colour_node), presetB
+
+    @staticmethod
     def _is_colour(image) -> bool:
         import SimpleITK as sitk
 
@@ -516,13 +546,14 @@ class MedFusionLogic(_LogicBase):
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
                 progress: Optional[Callable[[int, int], None]] = None,
-                cancel: Optional[Callable[[], bool]] = None) -> MedFusionOutput:
+                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None) -> MedFusionOutput:
         """Fuse ``volumeB`` into ``volumeA``'s geometry; see the module docstring.
 
         ``fusionRule`` and ``edgeStrength`` are passed to the method only when its registry entry declares the
         options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are. ``progress(done,
         total)`` is called after each batch of slices, ``cancel()`` before each; a True from ``cancel`` raises
-        :class:`MedFusionLib.errors.Cancelled`. Returns a :class:`MedFusionOutput`.
+        :class:`MedFusionLib.errors.Cancelled`. ``colourB`` colours a scalar functional B (see the colourB
+        parameter): the fused volume is then an RGB vector volume. Returns a :class:`MedFusionOutput`.
         """
         import time
 
@@ -532,8 +563,9 @@ class MedFusionLogic(_LogicBase):
         warnings: List[str] = []
         started = time.perf_counter()
         image_a, image_b = self._input_images(volumeA, volumeB, warnings)
+        table_b, presetB = self._colour_for_b(volumeB, colourB, presetB)
 
-        colour_a, colour_b = self._is_colour(image_a), self._is_colour(image_b)
+        colour_a, colour_b = self._is_colour(image_a), self._is_colour(image_b) or table_b is not None
         if outputVolume is not None and not (colour_a and colour_b):
             wants_vector = colour_a or colour_b
             is_vector = outputVolume.IsA("vtkMRMLVectorVolumeNode")
@@ -550,7 +582,7 @@ class MedFusionLogic(_LogicBase):
         result = fuse_volumes(
             image_a, image_b, method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
             batch_size=batchSize, edges=edges, method_options=options, progress=progress, cancel=cancel,
-            name_a=volumeA.GetName(), name_b=volumeB.GetName())
+            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b)
         warnings = warnings + list(result.warnings)
         output = self._write_outputs(volumeA, volumeB, info, result, outputVolume, outputEdges if edges else None)
         output.warnings = warnings

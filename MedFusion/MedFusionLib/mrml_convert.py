@@ -162,3 +162,30 @@ def add_volume_from_sitk(scene, image: sitk.Image, name: str):
     set_volume_from_sitk(node, image)
     node.CreateDefaultDisplayNodes()
     return node
+
+
+def colour_table_of(colour_node, entries: int = 256) -> np.ndarray:
+    """(entries, 3) RGB in [0, 1] sampled evenly over a colour node's range.
+
+    ``GetScalarsToColors`` serves table nodes (Grey, Iron, Rainbow ...) and procedural ones (PET-Heat,
+    PET-Rainbow ...) alike, so a volume is coloured exactly as its display node shows it.
+    """
+    scalars_to_colours = colour_node.GetScalarsToColors() if colour_node is not None else None
+    if scalars_to_colours is None:
+        raise InputError(f"Colour node '{colour_node.GetName() if colour_node else None}' has no colours.")
+    low, high = scalars_to_colours.GetRange()
+    rgb = [0.0, 0.0, 0.0]
+    table = np.zeros((entries, 3), np.float32)
+    for index, value in enumerate(np.linspace(low, high, entries)):
+        scalars_to_colours.GetColor(float(value), rgb)
+        table[index] = rgb
+    return table
+
+
+def display_window_preset(node) -> Optional[str]:
+    """The node's displayed window as a 'manual:LOW:HIGH' preset, or None without a usable display."""
+    display = node.GetDisplayNode() if node is not None else None
+    if display is None or not hasattr(display, "GetWindow") or display.GetWindow() <= 0:
+        return None
+    half = display.GetWindow() / 2.0
+    return f"manual:{display.GetLevel() - half!r}:{display.GetLevel() + half!r}"

@@ -34,16 +34,23 @@ def _window(image: sitk.Image, window) -> np.ndarray:
     return apply_window(array, window)[0]
 
 
-def save_preview(a: sitk.Image, b: sitk.Image, result, path, titles=("A", "B")) -> Path:
-    """Render the preview of ``result`` (a FusionResult of fusing a and b) to ``path`` (PNG)."""
+def save_preview(a: sitk.Image, b: sitk.Image, result, path, titles=("A", "B"), colormap_b=None) -> Path:
+    """Render the preview of ``result`` (a FusionResult of fusing a and b) to ``path`` (PNG).
+
+    ``colormap_b``: the colour map B was fused with, so that B is shown in the colours the fusion used.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    b_on_a = resample_onto(b, a, 0.0)
+    b_on_a = _window(resample_onto(b, a, 0.0), result.windows["B"])
+    if colormap_b is not None and b_on_a.ndim == a.GetDimension():
+        from .colour import apply_colour_table, colour_table
+
+        b_on_a = apply_colour_table(b_on_a, colour_table(colormap_b))
     columns = [(f"{titles[0]} ({result.windows['A'].how.split(':')[0]})", _window(a, result.windows["A"])),
-               (f"{titles[1]} on {titles[0]}'s grid", _window(b_on_a, result.windows["B"])),
+               (f"{titles[1]} on {titles[0]}'s grid", b_on_a),
                (f"fused: {result.method}", _window(result.fused, None) if result.colour_source
                 else sitk.GetArrayFromImage(result.fused)),
                ("edges: A yellow, B cyan, both magenta", None)]

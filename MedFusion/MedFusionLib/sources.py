@@ -3,7 +3,8 @@
 Nothing volume-sized is copied: the reference (A) is read through a view of its voxels and windowed one slab
 at a time; the second input (B) is resampled onto each slab's sub-grid of A, straight from its own pixel type
 to float32 (linear, in physical space). So memory stays at the inputs, the output and one batch, whatever the
-volume size. A colour source yields its BT.601 luma Y as the intensity and its CbCr as chroma.
+volume size. A colour source yields its BT.601 luma Y as the intensity and its CbCr as chroma; a scalar source
+given a colour table (e.g. PET in SUV with 'hot') is windowed, coloured, and then treated the same way.
 """
 from __future__ import annotations
 
@@ -33,13 +34,20 @@ class Slab:
 class Source:
     """One input: how its values map to [0, 1] (window or colour) and how to cut it into slabs."""
 
-    def __init__(self, image: sitk.Image, preset, name: str, warnings: List[str]):
+    def __init__(self, image: sitk.Image, preset, name: str, warnings: List[str], colormap=None):
         self.image = image
         self.name = name
         view = sitk.GetArrayViewFromImage(image)  # read-only view: the caller's image is never touched
         self.is_vector = view.ndim == image.GetDimension() + 1
-        self.is_colour = self.is_vector and colour.has_chroma(view)
-        if self.is_colour:
+        self.is_rgb = self.is_vector and colour.has_chroma(view)
+        self.table = None
+        if colormap is not None:
+            if self.is_rgb:
+                warnings.append(f"'{name}' is already a colour image: the colour map is ignored.")
+            else:
+                self.table = colour.colour_table(colormap)
+        self.is_colour = self.is_rgb or self.table is not None
+        if self.is_rgb:
             if parse_preset(preset).kind != "auto":
                 warnings.append(f"'{name}' is a colour image: its intensity preset is ignored (RGB is used as is).")
             peak = 255.0 if image.GetPixelID() == sitk.sitkVectorUInt8 else _rgb_peak(view)
@@ -55,12 +63,16 @@ class Source:
 
     def to_unit(self, raw: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """Raw values (n, H, W[, 3]) -> luma in [0, 1] and, for a colour source, chroma (else None)."""
-        if self.is_colour:
+        if self.is_rgb:
             rgb = np.nan_to_num(raw.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0) / self.window.high
-            ycbcr = colour.rgb_to_ycbcr(np.clip(rgb, 0.0, 1.0))
-            return np.ascontiguousarray(ycbcr[..., 0]), np.ascontiguousarray(ycbcr[..., 1:])
-        grey = raw[..., 0] if self.is_vector else raw
-        return apply_window(grey, self.window)[0], None
+            rgb = np.clip(rgb, 0.0, 1.0)
+        else:
+            grey = apply_window(raw[..., 0] if self.is_vector else raw, self.window)[0]
+            if self.table is None:
+                return grey, None
+            rgb = colour.apply_colour_table(grey, self.table)
+        ycbcr = colour.rgb_to_ycbcr(rgb)
+        return np.ascontiguousarray(ycbcr[..., 0]), np.ascontiguousarray(ycbcr[..., 1:])
 
 
 def _rgb_peak(view: np.ndarray) -> float:
