@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -43,6 +43,9 @@ class FusionResult:
     windows: Dict[str, Window]
     colour_source: Optional[str] = None  # "A" or "B" when the YCbCr path was used
     warnings: List[str] = field(default_factory=list)
+    # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
+    # (its luma Y if colour) and B normalised and resampled onto A's grid (0 outside B's field of view).
+    sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
 
     def summary(self) -> str:
         kind = "RGB " if self.colour_source else ""
@@ -150,11 +153,13 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  preset_a="auto", preset_b="auto", device: str = "auto", batch_size: Optional[int] = None,
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
-                 name_a: str = "A", name_b: str = "B") -> FusionResult:
+                 name_a: str = "A", name_b: str = "B", return_sources: bool = False) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
+    ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``),
+    e.g. to score the fusion against them.
     """
     import torch
 
@@ -241,8 +246,14 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     if edges:
         edges_image = sitk.GetImageFromArray(np.ascontiguousarray(layout.from_slices(label_stack)))
         edges_image.CopyInformation(a)
+    sources = None
+    if return_sources:
+        sources = (sitk.GetImageFromArray(luma_a), sitk.GetImageFromArray(luma_b))
+        for source in sources:
+            source.CopyInformation(a)
 
     return FusionResult(
         fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis.strip().lower(),
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
-        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings)
+        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings,
+        sources=sources)
