@@ -1,4 +1,4 @@
-"""The ``medfusion`` command line: fuse, methods, demo.
+"""The ``medfusion`` command line: fuse, evaluate, methods, demo.
 
 Errors a user can fix print one sentence on stderr and exit with status 2; no partial output file remains.
 """
@@ -163,6 +163,103 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate, parse_list
+
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, not {args.threads}.")
+        torch.set_num_threads(args.threads)
+    _, paths = evaluate(
+        args.out, pairs_dir=args.pairs_dir, volumes=args.volumes, methods=parse_list(args.methods, "methods"),
+        metrics=parse_list(args.metrics, "metrics"), folders=parse_list(args.folders, "folders"),
+        cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
+        preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
+        save_fused=args.save_fused, say=lambda m: print(f"medfusion evaluate: {m}", flush=True), warn=_warn,
+        progress_bars=not args.quiet, command=_evaluate_command(args))
+    for name, path in paths.items():
+        print(f"  {name:<9} {path}")
+    return 0
+
+
+def _cases_of(args):
+    """--cases (the same ids in every folder) or --split val (each folder's held-out cases of data_split)."""
+    from .evaluation import parse_cases
+
+    if args.split and args.cases:
+        raise InputError("Give either --cases or --split, not both.")
+    if args.split == "val":
+        from .data_split import VALIDATION_CASES
+
+        return {folder: set(cases) for folder, cases in VALIDATION_CASES.items()}
+    return parse_cases(args.cases)
+
+
+def _evaluate_command(args) -> str:
+    """The evaluation's effective options as one command line (for the report header)."""
+    import shlex
+
+    words = ["medfusion", "evaluate"]
+    words += [args.pairs_dir] if args.pairs_dir else []
+    words += ["--volumes", *args.volumes] if args.volumes else []
+    for flag, value in (("--methods", args.methods), ("--metrics", args.metrics), ("--folders", args.folders),
+                        ("--cases", args.cases), ("--split", args.split),
+                        ("--every", args.every if args.every != 1 else None),
+                        ("--limit", args.limit), ("--axis", args.axis if args.volumes else None),
+                        ("--preset-a", None if args.preset_a == "auto" else args.preset_a),
+                        ("--preset-b", None if args.preset_b == "auto" else args.preset_b),
+                        ("--device", args.device), ("--batch", args.batch), ("--threads", args.threads),
+                        ("--jobs", args.jobs if args.jobs != 1 else None), ("--out", args.out)):
+        if value is not None:
+            words += [flag, str(value)]
+    if args.save_fused:
+        words.append("--save-fused")
+    return shlex.join(str(w) for w in words)
+
+
+def _add_evaluate_parser(sub) -> None:
+    evaluate = sub.add_parser(
+        "evaluate", help="fuse, time and score methods on a folder of image pairs or on two volumes",
+        description="Fuse every pair with every method (through the same engine as 'fuse'), time the method per "
+                    "slice and score each result with the 17 objective metrics. Writes OUT/results.csv, "
+                    "OUT/results.md (mean ± sd per modality pair and overall, best in bold), OUT/charts/*.png and "
+                    "OUT/montage.png. Colour PET/SPECT pairs are scored on luminance Y (BT.601).")
+    evaluate.add_argument("pairs_dir", nargs="?", metavar="PAIRS_DIR",
+                          help="folder of modality-pair folders (e.g. CT-MRI/ holding CT/ and MRI/ with same-named "
+                               "images), or one such folder")
+    evaluate.add_argument("--volumes", nargs=2, metavar=("A", "B"),
+                          help="instead of PAIRS_DIR: two volumes, B resampled onto A; scored slice by slice")
+    evaluate.add_argument("--methods", default="classic",
+                          help="comma-separated methods, or 'classic' / 'all' (default classic)")
+    evaluate.add_argument("--out", required=True, help="output folder (created if missing)")
+    evaluate.add_argument("--save-fused", action="store_true",
+                          help="also write every fused image to OUT/fused/<method>/<pair>/<name>.png (8-bit)")
+    evaluate.add_argument("--metrics", help="comma-separated subset of the metrics (default all)")
+    evaluate.add_argument("--folders", help="comma-separated modality-pair folders to use (default all)")
+    evaluate.add_argument("--cases", help="comma-separated case ids: the leading digits of a file name before its "
+                                          "3-digit slice index (28013.png is case 28)")
+    evaluate.add_argument("--split", choices=("val",),
+                          help="only the validation cases held out from training (MedFusionLib.data_split: "
+                               "case 41 of CT-MRI and PET-MRI, 29 of SPECT-MRI)")
+    evaluate.add_argument("--every", type=int, default=1, metavar="K",
+                          help="every K-th image of each folder (or scored slice of a volume)")
+    evaluate.add_argument("--limit", type=int, metavar="N",
+                          help="the first N images of each folder in natural order (volumes: N slices evenly "
+                               "spaced among those with content in both)")
+    evaluate.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
+                          help="slicing plane for --volumes (default axial)")
+    evaluate.add_argument("--preset-a", default="auto", help="intensity mapping of A (as for 'fuse')")
+    evaluate.add_argument("--preset-b", default="auto", help="intensity mapping of B (as for 'fuse')")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    evaluate.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
+    evaluate.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    evaluate.add_argument("--jobs", type=int, default=1, help="processes scoring the metrics (default 1)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medfusion", description="Fuse two co-registered medical volumes "
                                      "(CT, MR, PET, SPECT) with deep or classic methods.")
@@ -196,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")
     fuse.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
+
+    _add_evaluate_parser(sub)
 
     methods = sub.add_parser("methods", help="list the fusion methods and their references")
     methods.set_defaults(handler=cmd_methods)

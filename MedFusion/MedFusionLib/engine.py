@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -49,6 +49,9 @@ class FusionResult:
     windows: Dict[str, Window]
     colour_source: Optional[str] = None  # "A" or "B" when the YCbCr path was used
     warnings: List[str] = field(default_factory=list)
+    # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
+    # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
+    sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
 
     def summary(self) -> str:
         kind = "RGB " if self.colour_source else ""
@@ -119,11 +122,14 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  preset_a="auto", preset_b="auto", device: str = "auto", batch_size: Optional[int] = None,
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
-                 name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None) -> FusionResult:
+                 name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
+                 return_sources: bool = False) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
     (N, 3) table): it is windowed by its preset, coloured, and fused through YCbCr like an RGB PET, giving RGB.
+    ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``), e.g.
+    to score the fusion against them (two more volume-sized float arrays: for evaluation, not for clinics).
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -161,6 +167,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     label_array = np.zeros(shape, np.uint8) if edges else None
     label_stack = layout.to_slices(label_array) if edges else None
     n_slices = fused_stack.shape[0]
+    source_arrays = (np.zeros(shape, np.float32), np.zeros(shape, np.float32)) if return_sources else None
     if edges:
         thresholds_a, thresholds_b = (thresholds, thresholds) if thresholds else _edge_thresholds(
             reference, moving, n_slices)
@@ -196,6 +203,9 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
             else:
                 fused_stack[start:end] = fused
             inside_voxels += slab_b.inside.sum() if slab_b.inside is not None else slab_b.luma.size
+            if source_arrays is not None:
+                layout.to_slices(source_arrays[0])[start:end] = slab_a.luma
+                layout.to_slices(source_arrays[1])[start:end] = slab_b.luma
             if edges:
                 edges_a = edge_maps.canny(slab_a.luma, thresholds_a)
                 edges_b = edge_maps.canny(slab_b.luma, thresholds_b)
@@ -222,8 +232,14 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     if edges:
         edges_image = sitk.GetImageFromArray(label_array)
         edges_image.CopyInformation(a)
+    sources = None
+    if source_arrays is not None:
+        sources = tuple(sitk.GetImageFromArray(array) for array in source_arrays)
+        for source in sources:
+            source.CopyInformation(a)
 
     return FusionResult(
         fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis.strip().lower(),
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
-        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings)
+        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings,
+        sources=sources)

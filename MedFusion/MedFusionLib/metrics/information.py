@@ -103,7 +103,6 @@ class _WindowStats:
         flat = span == 0
         # Min-max normalise each window (a constant one becomes all ones), then divide by its sum.
         norm = np.where(flat, 1.0, (rows - lo) / np.where(flat, 1.0, span))
-        self.rows = rows
         self.pdf = norm / norm.sum(axis=1, keepdims=True)
         self.cdf = np.cumsum(self.pdf, axis=1)
         self.dev = self.pdf - self.pdf.mean(axis=1, keepdims=True)
@@ -111,11 +110,6 @@ class _WindowStats:
         idx = np.arange(1, rows.shape[1] + 1, dtype=np.float64)
         self.sd = np.sqrt(np.maximum(self.pdf @ idx**2 - (self.pdf @ idx) ** 2, 0.0))
         self.entropy = _row_entropy(self.pdf)
-
-    def take(self, part) -> "_WindowStats":
-        out = object.__new__(_WindowStats)
-        out.__dict__ = {k: v[part] for k, v in self.__dict__.items()}
-        return out
 
 
 def _row_entropy(p: np.ndarray) -> np.ndarray:
@@ -144,7 +138,10 @@ def _window_fmi(src: _WindowStats, fus: _WindowStats) -> np.ndarray:
     degenerate |= corr_bound == 0
     weight = np.where(degenerate, 0.0, c / np.where(degenerate, 1.0, corr_bound))[:, None, None]
 
-    bound_pdf = np.diff(np.diff(bound_cdf, axis=1, prepend=0.0), axis=2, prepend=0.0)
+    # Cell masses of the bound: its CDF differenced along both axes (0 before the first cell), in place.
+    bound_pdf = bound_cdf
+    bound_pdf[:, 1:, :] -= bound_pdf[:, :-1, :]
+    bound_pdf[:, :, 1:] -= bound_pdf[:, :, :-1]
     joint = fus.pdf[:, :, None] * src.pdf[:, None, :]
     joint *= 1.0 - weight
     bound_pdf *= weight
@@ -155,13 +152,17 @@ def _window_fmi(src: _WindowStats, fus: _WindowStats) -> np.ndarray:
     return np.where((mi == 0) | (total == 0), 0.0, 2.0 * mi / np.where(total == 0, 1.0, total))
 
 
-def _per_window_fmi(src: _WindowStats, fus: _WindowStats) -> np.ndarray:
-    """nfmi of every window; identical feature patches score 1 (fmi.m's shortcut) and skip the work."""
-    out = np.ones(len(fus.pdf))
-    todo = np.flatnonzero(np.any(src.rows != fus.rows, axis=1))
+def _per_window_fmi(src_rows: np.ndarray, fus_rows: np.ndarray) -> np.ndarray:
+    """nfmi of every window; identical feature patches score 1 (fmi.m's shortcut) and skip the work.
+
+    Window statistics are computed chunk by chunk for the differing windows only (every statistic is
+    per window, so this gives the same numbers as computing them for the whole image first).
+    """
+    out = np.ones(len(fus_rows))
+    todo = np.flatnonzero(np.any(src_rows != fus_rows, axis=1))
     for start in range(0, len(todo), _FMI_CHUNK):
         part = todo[start : start + _FMI_CHUNK]
-        out[part] = _window_fmi(src.take(part), fus.take(part))
+        out[part] = _window_fmi(_WindowStats(src_rows[part]), _WindowStats(fus_rows[part]))
     return out
 
 
@@ -186,8 +187,8 @@ def feature_mutual_information(a, b, fused, feature: str = "none", window: int =
     if window < 2 or window % 2 == 0:
         raise InputError(f"The FMI window must be an odd size of at least 3; got {window}.")
     x, y, f = prepare(a, b, fused, data_range=data_range, min_size=window)
-    sa, sb, sf = (_WindowStats(_window_rows(_feature(img, feature), window)) for img in (x, y, f))
-    return float(np.mean(0.5 * (_per_window_fmi(sa, sf) + _per_window_fmi(sb, sf))))
+    ra, rb, rf = (_window_rows(_feature(img, feature), window) for img in (x, y, f))
+    return float(np.mean(0.5 * (_per_window_fmi(ra, rf) + _per_window_fmi(rb, rf))))
 
 
 def fmi_pixel(a, b, fused, data_range=None) -> float:

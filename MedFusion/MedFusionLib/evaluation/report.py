@@ -1,0 +1,268 @@
+"""Writing an evaluation: results.csv, results.md (mean ± sd tables, best in bold), charts/, montage.png.
+
+Every file is written to a temporary name in the output folder and renamed into place when complete.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..metrics import METRICS
+from .runner import Evaluation
+
+SECONDS = "seconds"
+OVERALL = "overall"
+
+
+def columns(evaluation: Evaluation) -> List[str]:
+    return ["pair", "image", "method", SECONDS, *evaluation.metrics]
+
+
+def higher_is_better(column: str) -> bool:
+    """The registry's direction for a metric; time is lower-is-better."""
+    return False if column == SECONDS else METRICS[column].higher_is_better
+
+
+def _replace_into(path: Path, write) -> Path:
+    """Call ``write(temporary_path)``, then rename the result to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- CSV
+
+
+def _csv_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def write_csv(evaluation: Evaluation, path: Path) -> Path:
+    def write(tmp: Path):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns(evaluation))
+            for row in evaluation.rows:
+                writer.writerow([_csv_value(row[c]) for c in columns(evaluation)])
+
+    return _replace_into(path, write)
+
+
+# ------------------------------------------------------------------------------------------ summaries
+
+
+def summarise(rows: Sequence[dict], methods: Sequence[str], column: str) -> Dict[str, Tuple[float, float, int]]:
+    """method -> (mean, population sd, n finite) of ``column`` over ``rows``; NaN/inf values are left out."""
+    out = {}
+    for method in methods:
+        values = np.array([r[column] for r in rows if r["method"] == method], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            out[method] = (float(finite.mean()), float(finite.std()), int(finite.size))
+        else:
+            out[method] = (math.nan, math.nan, 0)
+    return out
+
+
+def best_methods(summary: Dict[str, Tuple[float, float, int]], column: str) -> List[str]:
+    """The methods whose mean is the best for ``column`` (ties all count)."""
+    means = {m: s[0] for m, s in summary.items() if np.isfinite(s[0])}
+    if not means:
+        return []
+    best = max(means.values()) if higher_is_better(column) else min(means.values())
+    return [m for m, v in means.items() if v == best]
+
+
+def _decimals(values: Sequence[float]) -> int:
+    finite = [abs(v) for v in values if np.isfinite(v)]
+    top = max(finite) if finite else 0.0
+    if top == 0.0:
+        return 3
+    return int(min(4, max(1, 3 - math.floor(math.log10(top)))))
+
+
+def _cell(mean: float, sd: float, column: str, decimals: int) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    if column == SECONDS:
+        return f"{mean:.3g} ± {sd:.2g}"
+    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+
+
+def group_rows(evaluation: Evaluation) -> List[Tuple[str, List[dict]]]:
+    """(title, rows) per modality pair, then overall when there is more than one."""
+    out = [(g, [r for r in evaluation.rows if r["pair"] == g]) for g in evaluation.groups]
+    if len(out) > 1:
+        out.append((OVERALL, list(evaluation.rows)))
+    return out
+
+
+def table(evaluation: Evaluation, rows: Sequence[dict]) -> Tuple[List[str], Dict[str, List[str]]]:
+    """Markdown lines of one methods x (time + metrics) table, and column -> best methods."""
+    cols = [SECONDS, *evaluation.metrics]
+    stats = {c: summarise(rows, evaluation.methods, c) for c in cols}
+    best = {c: best_methods(stats[c], c) for c in cols}
+    decimals = {c: _decimals([s[0] for s in stats[c].values()]) for c in cols}
+    arrows = {c: ("↑" if higher_is_better(c) else "↓") for c in cols}
+    header = ["method", *[f"{'s/slice' if c == SECONDS else c} {arrows[c]}" for c in cols]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in evaluation.methods:
+        cells = [f"`{method}`"]
+        for c in cols:
+            mean, sd, _ = stats[c][method]
+            text = _cell(mean, sd, c, decimals[c])
+            cells.append(f"**{text}**" if method in best[c] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines, best
+
+
+def leaders(evaluation: Evaluation, best: Dict[str, List[str]]) -> str:
+    """'laplacian: SF, AG; gff: Q_ABF' -- the metrics each method leads on (time excluded)."""
+    won: Dict[str, List[str]] = {}
+    for column in evaluation.metrics:
+        for method in best[column]:
+            won.setdefault(method, []).append(column)
+    parts = [f"`{m}` {', '.join(won[m])}" for m in evaluation.methods if m in won]
+    return "; ".join(parts) if parts else "none"
+
+
+def markdown(evaluation: Evaluation, header: Sequence[str] = ()) -> str:
+    n_pairs = len({(r["pair"], r["image"]) for r in evaluation.rows})
+    shapes = ", ".join(f"{h}x{w}" for h, w in evaluation.slice_shapes)
+    lines = ["# MedFusion evaluation", ""]
+    lines += [f"- {h}" for h in header]
+    lines += [
+        f"- Pairs: {n_pairs} ({', '.join(evaluation.groups)}); methods: {', '.join(evaluation.methods)}; "
+        f"{len(evaluation.metrics)} metrics from `MedFusionLib.metrics`.",
+        f"- Cells: mean ± sd (population) over the pairs; **bold** = best mean of the column, using each "
+        f"metric's direction from the `METRICS` registry (↑ higher is better, ↓ lower is better). "
+        f"Metrics on the 0-255 scale where the literature uses it (see `MedFusionLib.metrics`).",
+        f"- s/slice: seconds of the method per {shapes} slice on {evaluation.settings['device']} "
+        f"(batch {evaluation.settings['batch'] or 'default'}, torch threads {evaluation.settings['torch_threads']}); "
+        f"fusion only, measured around each batch with time.perf_counter (no file reading, normalisation or "
+        f"scoring; each method warmed up on one slice first).",
+    ]
+    lines += [f"- Note: {note}" for note in evaluation.notes]
+    nan_counts = {c: sum(1 for r in evaluation.rows if not np.isfinite(r[c])) for c in evaluation.metrics}
+    undefined = [f"{c} ({n})" for c, n in nan_counts.items() if n]
+    if undefined:
+        lines.append(f"- Undefined (NaN/inf) values left out of the means: {', '.join(undefined)}.")
+    for title, rows in group_rows(evaluation):
+        n = len({(r["pair"], r["image"]) for r in rows})
+        lines += ["", f"## {'Overall' if title == OVERALL else title} ({n} pairs)", ""]
+        body, best = table(evaluation, rows)
+        lines += body
+        lines += ["", f"Best per metric: {leaders(evaluation, best)}."]
+    if evaluation.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in evaluation.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(evaluation: Evaluation, path: Path, header: Sequence[str] = ()) -> Path:
+    text = markdown(evaluation, header)
+    return _replace_into(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------- charts
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Path]:
+    """One bar chart per metric (and for time): groups = modality pairs (+ overall), bars = methods, sd bars."""
+    plt = _pyplot()
+    groups = group_rows(evaluation)
+    written = []
+    n_methods = len(evaluation.methods)
+    width = 0.8 / n_methods
+    colours = plt.get_cmap("tab10").colors
+    for column in [SECONDS, *evaluation.metrics]:
+        stats = [summarise(rows, evaluation.methods, column) for _, rows in groups]
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 1.1 * len(groups) * max(1, n_methods) * 0.35), 3.4))
+        x = np.arange(len(groups))
+        for k, method in enumerate(evaluation.methods):
+            means = [s[method][0] for s in stats]
+            sds = [s[method][1] for s in stats]
+            ax.bar(x + (k - (n_methods - 1) / 2) * width, means, width, yerr=sds, capsize=2, label=method,
+                   color=colours[k % len(colours)], error_kw={"elinewidth": 0.8})
+        ax.set_xticks(x, [g for g, _ in groups])
+        if column == SECONDS:
+            title = "Fusion time per slice (s), lower is better"
+        else:
+            spec = METRICS[column]
+            title = f"{column}: {spec.description} ({'higher' if spec.higher_is_better else 'lower'} is better)"
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=min(n_methods, 6), loc="upper center", bbox_to_anchor=(0.5, -0.1),
+                  frameon=False)
+        fig.tight_layout()
+        path = folder / f"{column}.png"
+        written.append(_replace_into(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png")))
+        plt.close(fig)
+    return written
+
+
+# -------------------------------------------------------------------------------------------- montage
+
+
+def write_montage(evaluation: Evaluation, path: Path, tile_inches: float = 1.4, dpi: int = 72) -> Optional[Path]:
+    """Rows: one pair per modality folder (its middle image) or a few slices of a volume pair; columns: the
+    two sources, then each method. Colour images are shown in colour, grey ones in grey."""
+    if not evaluation.montage:
+        return None
+    plt = _pyplot()
+    n_cols = 2 + len(evaluation.methods)
+    n_rows = len(evaluation.montage)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(tile_inches * n_cols, tile_inches * n_rows + 0.3),
+                             squeeze=False)
+    for r, row in enumerate(evaluation.montage):
+        tiles = list(row.sources) + [(m, row.fused.get(m)) for m in evaluation.methods]
+        for c, (title, image) in enumerate(tiles):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if image is not None:
+                ax.imshow(image, cmap=None if image.ndim == 3 else "gray", vmin=0.0, vmax=1.0,
+                          interpolation="nearest", aspect=row.aspect)
+            if c < 2:
+                ax.set_title(title, fontsize=8)
+            elif r == 0:
+                ax.set_title(title, fontsize=8, fontweight="bold")
+            if c == 0:
+                ax.set_ylabel(row.label, fontsize=7)
+    fig.tight_layout(pad=0.3, w_pad=0.2, h_pad=0.9)
+    _replace_into(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_all(evaluation: Evaluation, out: Path, header: Sequence[str] = ()) -> Dict[str, Path]:
+    out = Path(out)
+    paths = {"csv": write_csv(evaluation, out / "results.csv"),
+             "markdown": write_markdown(evaluation, out / "results.md", header)}
+    paths["charts"] = out / "charts"
+    write_charts(evaluation, paths["charts"])
+    montage = write_montage(evaluation, out / "montage.png")
+    if montage is not None:
+        paths["montage"] = montage
+    return paths

@@ -1,0 +1,444 @@
+"""Fuse, time and score: every method on every pair (or every slice of a volume pair), every metric.
+
+Fusion goes through :func:`MedFusionLib.engine.fuse_volumes`, so intensity presets, resampling and the
+colour (YCbCr) path are the engine's. The images of one modality-pair folder are stacked into one volume and
+fused in batches (``batch_size`` slices per call of the method); the engine's ``return_sources=True`` gives
+the normalised sources the method saw, and each fused slice is scored against them with
+:func:`MedFusionLib.metrics.evaluate_all`.
+
+Timing: seconds per slice of the method alone. The engine polls ``cancel()`` just before each batch and
+calls ``progress()`` just after it (the fused batch is back on the host by then), so the time between the
+two, measured with ``time.perf_counter``, is the method's time for that batch; each slice gets its batch's
+time divided by the batch size. Reading files, normalisation, resampling and scoring are not included, and
+each method runs once on one slice before timing starts (imports and first-call set-up are not timed).
+
+Colour pairs (a pseudo-colour PET/SPECT image): the engine fuses the functional image's luma Y with the grey
+source and keeps its chroma, so the output is RGB. They are scored on luminance: the fused RGB (8-bit, as
+saved) -> BT.601 Y, against the functional image's Y and the grey source.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..colour import luminance
+from ..errors import InputError, MedFusionError
+from ..metrics import METRICS, evaluate_all
+from .pairs import PairFolder
+
+COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
+               "fused RGB -> Y, against the functional image's Y and the grey (anatomical) image.")
+MONTAGE_SLICES_PER_VOLUME = 3
+# Volumes: a slice is scored when in each normalised source at least CONTENT_FRACTION of its pixels reach
+# CONTENT_LEVEL (of full scale); slices outside B's field of view or nearly blank have nothing to score.
+CONTENT_LEVEL, CONTENT_FRACTION = 0.05, 0.10
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class MontageRow:
+    """One row of the montage: the two sources and each method's fused image (display arrays in [0, 1],
+    (H, W) grey or (H, W, 3) RGB)."""
+    label: str
+    sources: List[Tuple[str, np.ndarray]]
+    fused: Dict[str, np.ndarray] = field(default_factory=dict)
+    aspect: float = 1.0  # pixel height / width in mm
+
+
+@dataclass
+class Evaluation:
+    rows: List[dict]  # one per (pair, method): pair, image, method, seconds, then one key per metric
+    methods: List[str]
+    metrics: List[str]
+    groups: List[str]  # modality-pair folders (or the volume pair), in order
+    notes: List[str]
+    warnings: List[str]
+    montage: List[MontageRow]
+    slice_shapes: List[Tuple[int, int]]
+    settings: Dict[str, object]
+    seconds: float = 0.0  # wall time of the whole evaluation
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def check_methods(names: Sequence[str]) -> List[str]:
+    """Registry names (validated, duplicates dropped) for ``names``; 'classic' or 'all' expand."""
+    from ..methods import REGISTRY
+
+    out: List[str] = []
+    for name in names:
+        key = name.strip().lower()
+        if key == "all":
+            out += REGISTRY.names()
+        elif key == "classic":
+            out += [i.name for i in REGISTRY.infos() if i.kind == "classic"]
+        else:
+            out.append(REGISTRY.get(key).name)
+    return list(dict.fromkeys(out))
+
+
+def check_metrics(names: Optional[Sequence[str]]) -> List[str]:
+    if names is None:
+        return list(METRICS)
+    lookup = {n.lower(): n for n in METRICS}
+    unknown = [n for n in names if n.lower() not in lookup]
+    if unknown:
+        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(METRICS)}.")
+    return list(dict.fromkeys(lookup[n.lower()] for n in names))
+
+
+class _BatchClock:
+    """Per-slice method time from the engine's cancel (before a batch) and progress (after it) callbacks."""
+
+    def __init__(self, n_slices: int):
+        self.per_slice = np.full(n_slices, np.nan)
+        self._start = 0.0
+        self._done = 0
+
+    def cancel(self) -> bool:
+        self._start = time.perf_counter()
+        return False
+
+    def progress(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self._start
+        self.per_slice[self._done:done] = elapsed / max(1, done - self._done)
+        self._done = done
+
+
+def _score_one(task):
+    a, b, fused, names = task
+    return evaluate_all(a, b, fused, names)
+
+
+class Scorer:
+    """Scores (a, b, fused) slices, in this process or in a pool of ``jobs`` worker processes."""
+
+    def __init__(self, metrics: Sequence[str], jobs: int = 1):
+        if jobs < 1:
+            raise InputError(f"--jobs must be at least 1, not {jobs}.")
+        self.metrics, self.jobs, self._pool = list(metrics), jobs, None
+
+    def __enter__(self):
+        if self.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent has torch's thread pools running, which a fork would inherit broken.
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+        return False
+
+    def score(self, a: np.ndarray, b: np.ndarray, fused: np.ndarray, bar=None) -> List[Dict[str, float]]:
+        tasks = [(a[i], b[i], fused[i], self.metrics) for i in range(len(fused))]
+        if self._pool is None:
+            out = []
+            for task in tasks:
+                out.append(_score_one(task))
+                if bar is not None:
+                    bar.update(1)
+            return out
+        out = []
+        for result in self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs))):
+            out.append(result)
+            if bar is not None:
+                bar.update(1)
+        return out
+
+
+def fused_luminance(fused: np.ndarray, colour: bool) -> np.ndarray:
+    """The grey image to score: the fused values in [0, 1], or the BT.601 Y of 8-bit RGB."""
+    if colour:
+        return luminance(fused.astype(np.float32) / 255.0)
+    return fused.astype(np.float32, copy=False)
+
+
+def to_display(fused: np.ndarray, colour: bool) -> np.ndarray:
+    return fused.astype(np.float32) / 255.0 if colour else np.clip(fused, 0.0, 1.0)
+
+
+def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
+    """8-bit PNG (RGB for a colour fusion), written to a temporary name and renamed into place."""
+    import os
+
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if colour:
+        data = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
+    else:
+        data = np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    staging = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(staging), data):
+        raise InputError(f"Could not write '{path}'.")
+    os.replace(staging, path)
+
+
+class _Bar:
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.bar = None
+        if enabled:
+            import sys
+
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="slice", desc=label, file=sys.stderr, leave=False)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------------- the fusion loop
+
+
+@dataclass
+class _Job:
+    """One fusion input: two sitk images (a stack of 2D pairs, or two volumes) and how to report its slices."""
+    group: str  # the row's 'pair' column
+    a: sitk.Image
+    b: sitk.Image
+    axis: str
+    names: List[str]  # the 'image' column of each scored slice
+    keep: np.ndarray  # indices (in slice order) of the slices to score
+    montage: Dict[int, MontageRow]  # slice index -> montage row
+    name_a: str
+    name_b: str
+    sliced_dim: int  # the sitk index dimension (0 i, 1 j, 2 k) that runs across the slices
+
+
+class Runner:
+    def __init__(self, methods: Sequence[str], metrics: Optional[Sequence[str]] = None, device: str = "auto",
+                 batch_size: Optional[int] = None, preset_a="auto", preset_b="auto", jobs: int = 1,
+                 save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False):
+        self.methods = check_methods(methods)
+        self.metrics = check_metrics(metrics)
+        self.device, self.batch_size = device, batch_size
+        self.preset_a, self.preset_b = preset_a, preset_b
+        if jobs < 1:
+            raise InputError(f"--jobs must be at least 1, not {jobs}.")
+        self.jobs, self.save_fused = jobs, save_fused
+        self.say = say or (lambda message: None)
+        self.progress_bars = progress_bars
+        self.rows: List[dict] = []
+        self.warnings: List[str] = []
+        self.colour_groups: List[str] = []
+        self._warmed: set = set()
+        self.devices: List[str] = []  # the devices the engine actually used
+        self._position: Dict[Tuple[str, str], int] = {}  # (pair, image) -> order of appearance
+
+    def sorted_rows(self) -> List[dict]:
+        """The rows by pair (in order of appearance), then method (in the order given)."""
+        return sorted(self.rows, key=lambda r: (self._position[(r["pair"], r["image"])],
+                                                self.methods.index(r["method"])))
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def _fuse(self, job: _Job, method: str, clock: Optional[_BatchClock]):
+        from ..engine import fuse_volumes
+
+        return fuse_volumes(job.a, job.b, method=method, axis=job.axis, preset_a=self.preset_a,
+                            preset_b=self.preset_b, device=self.device, batch_size=self.batch_size, edges=False,
+                            cancel=clock.cancel if clock else None, progress=clock.progress if clock else None,
+                            name_a=job.name_a, name_b=job.name_b, return_sources=True)
+
+    def _warm_up(self, job: _Job, method: str) -> None:
+        """Run ``method`` once on one slice so that imports and first-call set-up are not timed."""
+        if method in self._warmed:
+            return
+        from ..geometry import same_grid
+
+        index = [slice(None)] * 3
+        index[job.sliced_dim] = slice(int(job.keep[0]), int(job.keep[0]) + 1)
+        a = job.a[tuple(index)]
+        b = job.b[tuple(index)] if same_grid(job.a, job.b) else job.b
+        try:
+            self._fuse(_Job(job.group, a, b, job.axis, [], np.zeros(1, int), {}, job.name_a, job.name_b,
+                            job.sliced_dim), method, None)
+        except MedFusionError:
+            pass  # best effort only: the timed run reports any real problem
+        self._warmed.add(method)
+
+    def run_job(self, job: _Job, scorer: Scorer) -> None:
+        from ..geometry import slice_layout
+
+        layout = slice_layout(job.a, job.axis)
+        for name in job.names:
+            self._position.setdefault((job.group, name), len(self._position))
+        for method in self.methods:
+            self._warm_up(job, method)
+            clock = _BatchClock(job.a.GetSize()[job.sliced_dim])
+            result = self._fuse(job, method, clock)
+            for message in result.warnings:
+                self._warn(message)
+            if result.device not in self.devices:
+                self.devices.append(result.device)
+            colour = result.colour_source is not None
+            if colour and job.group not in self.colour_groups:
+                self.colour_groups.append(job.group)
+            fused = layout.to_slices(sitk.GetArrayFromImage(result.fused))[job.keep]
+            src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
+            seconds = clock.per_slice[job.keep]
+            grey = fused_luminance(fused, colour)
+
+            started = time.perf_counter()
+            bar = _Bar(self.progress_bars, len(job.keep), f"{job.group} {method}")
+            try:
+                scores = scorer.score(src_a, src_b, grey, bar)
+            finally:
+                bar.close()
+            for i, index in enumerate(job.keep):
+                name = job.names[i]
+                self.rows.append({"pair": job.group, "image": name, "method": method,
+                                  "seconds": float(seconds[i]), **scores[i]})
+                if self.save_fused is not None:
+                    save_png(fused[i], self.save_fused / method / job.group / f"{Path(name).stem}.png", colour)
+                if int(index) in job.montage:
+                    job.montage[int(index)].fused[method] = to_display(fused[i], colour)
+            self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
+                     f"{np.nanmean(seconds):.4f} s/slice  scoring {time.perf_counter() - started:.1f} s")
+
+
+# ------------------------------------------------------------------------------------ the two modes
+
+
+def _read_stack(paths: Sequence[Path], what: str) -> np.ndarray:
+    from ..volume_io import read_volume
+
+    arrays = []
+    for path in paths:
+        image = read_volume(path)
+        if image.GetDimension() != 2:
+            raise InputError(f"'{path}' is not a 2D image; {what} folders hold 2D slices (PNG, TIFF, ...).")
+        arrays.append(sitk.GetArrayFromImage(image))
+    shapes = {(a.shape, a.dtype.str) for a in arrays}
+    if len(shapes) > 1:
+        raise InputError(f"The {what} images do not all have the same size and type "
+                         f"({', '.join(sorted(f'{s} {d}' for s, d in shapes))}); evaluate such folders separately.")
+    return np.stack(arrays)
+
+
+def _as_volume(stack: np.ndarray) -> sitk.Image:
+    """(N, H, W[, 3]) -> a 3D image with the identity geometry, whose axial slices are exactly stack[i]."""
+    return sitk.GetImageFromArray(stack, isVector=stack.ndim == 4)
+
+
+def _display_source(stack: np.ndarray, index: int) -> np.ndarray:
+    image = stack[index].astype(np.float32)
+    return image / 255.0 if stack.dtype == np.uint8 else (image - image.min()) / max(np.ptp(image), 1e-12)
+
+
+def _middle(n: int) -> int:
+    return (n - 1) // 2
+
+
+def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
+    """Every method on every pair of ``folders`` (see :mod:`.pairs`), scored with every metric."""
+    started = time.perf_counter()
+    montage: List[MontageRow] = []
+    shapes = []
+    with Scorer(runner.metrics, runner.jobs) as scorer:
+        for folder in folders:
+            pairs = folder.pairs
+            stack_a = _read_stack([p.path_a for p in pairs], f"{folder.name}/{folder.modality_a}")
+            stack_b = _read_stack([p.path_b for p in pairs], f"{folder.name}/{folder.modality_b}")
+            shapes.append(tuple(stack_a.shape[1:3]))
+            middle = _middle(len(pairs))
+            row = MontageRow(f"{folder.name} {pairs[middle].name}",
+                             [(folder.modality_a, _display_source(stack_a, middle)),
+                              (folder.modality_b, _display_source(stack_b, middle))])
+            montage.append(row)
+            job = _Job(group=folder.name, a=_as_volume(stack_a), b=_as_volume(stack_b), axis="axial",
+                       names=[p.name for p in pairs], keep=np.arange(len(pairs)), montage={middle: row},
+                       name_a=f"{folder.name}/{folder.modality_a}", name_b=f"{folder.name}/{folder.modality_b}",
+                       sliced_dim=2)
+            runner.run_job(job, scorer)
+    groups = [f.name for f in folders]
+    notes = [f"{f.name}: {len(f.pairs)} pair(s); reference (engine's A) = {f.modality_a}, "
+             f"second source (B) = {f.modality_b}." for f in folders]
+    return _finish(runner, groups, notes, montage, shapes, started)
+
+
+def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every: int = 1,
+                     limit: Optional[int] = None) -> Evaluation:
+    """Every method on two volumes (B resampled onto A), scored slice by slice along ``axis``.
+
+    Scored slices: those with content in both normalised sources (see CONTENT_LEVEL; a slice outside B's
+    field of view, or nearly blank in either source, has nothing to score); then every ``every``-th of them;
+    then ``limit`` of them evenly spaced.
+    """
+    from ..geometry import slice_layout
+    from ..volume_io import display_name, read_volume
+
+    started = time.perf_counter()
+    if every < 1:
+        raise InputError(f"--every must be at least 1, not {every}.")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, not {limit}.")
+    a, b = read_volume(path_a), read_volume(path_b)
+    if a.GetDimension() != 3 or b.GetDimension() != 3:
+        raise InputError("--volumes takes two 3D volumes; for 2D image pairs give a folder of pairs.")
+    name_a, name_b = display_name(path_a), display_name(path_b)
+    group = f"{name_a}-{name_b}"
+
+    # Which slices hold something to score: decided once, on the sources the engine normalises.
+    from ..engine import fuse_volumes
+
+    probe = fuse_volumes(a, b, method="average", axis=axis, preset_a=runner.preset_a, preset_b=runner.preset_b,
+                         device="cpu", edges=False, name_a=name_a, name_b=name_b, return_sources=True)
+    layout = slice_layout(a, axis)
+    src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s)) for s in probe.sources)
+    content = [(s >= CONTENT_LEVEL).mean(axis=(1, 2)) >= CONTENT_FRACTION for s in (src_a, src_b)]
+    varies = [int(i) for i in np.flatnonzero(content[0] & content[1])]
+    if not varies:
+        raise InputError(f"No {axis} slice of '{name_a}' has content in both volumes; nothing to score.")
+    keep = varies[::every]
+    if limit is not None and limit < len(keep):
+        keep = [keep[int(round(i))] for i in np.linspace(0, len(keep) - 1, limit)]
+    keep = np.asarray(sorted(set(keep)))
+    digits = max(3, len(str(src_a.shape[0] - 1)))
+    names = [f"{axis}_{i:0{digits}d}" for i in keep]
+    montage_at = sorted({int(keep[int(round(q * (len(keep) - 1)))]) for q in (0.25, 0.5, 0.75)})
+    row_mm, col_mm = layout.spacing(a)
+    montage = {i: MontageRow(f"{group} {axis} {i}", [(name_a, np.clip(src_a[i], 0, 1)),
+                                                      (name_b, np.clip(src_b[i], 0, 1))], aspect=row_mm / col_mm)
+               for i in montage_at[:MONTAGE_SLICES_PER_VOLUME]}
+    job = _Job(group=group, a=a, b=b, axis=axis, names=names, keep=keep, montage=montage,
+               name_a=name_a, name_b=name_b, sliced_dim=2 - layout.array_axis)
+    with Scorer(runner.metrics, runner.jobs) as scorer:
+        runner.run_job(job, scorer)
+    notes = [f"{group}: {len(keep)} of {src_a.shape[0]} {axis} slice(s) scored (those where at least "
+             f"{CONTENT_FRACTION:.0%} of the pixels of both normalised sources reach {CONTENT_LEVEL:g}{', every ' + str(every) + 'th' if every > 1 else ''}"
+             f"{', ' + str(limit) + ' evenly spaced' if limit is not None else ''}); '{name_b}' is resampled "
+             f"onto the grid of '{name_a}' (reference), overlap {100 * probe.overlap:.1f}%; intensity windows: "
+             f"A {probe.windows['A'].how}, B {probe.windows['B'].how}."]
+    return _finish(runner, [group], notes, list(montage.values()), [tuple(src_a.shape[1:3])], started)
+
+
+def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluation:
+    import torch
+
+    notes = list(notes)
+    if runner.colour_groups:
+        notes.append(COLOUR_NOTE + f" ({', '.join(runner.colour_groups)})")
+    settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size, "torch_threads": torch.get_num_threads(),
+                "preset_a": runner.preset_a, "preset_b": runner.preset_b}
+    return Evaluation(rows=runner.sorted_rows(), methods=runner.methods, metrics=runner.metrics, groups=list(groups),
+                      notes=notes, warnings=runner.warnings, montage=montage,
+                      slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started)
