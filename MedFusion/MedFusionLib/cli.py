@@ -11,7 +11,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -21,20 +20,10 @@ from . import __version__  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
+from .methods.registry import parse_option  # noqa: E402
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-def _parse_option(text: str):
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"Method option '{text}' must look like KEY=VALUE.")
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value  # a plain word such as a wavelet name
-    return key.strip(), parsed
 
 
 class _ProgressBar:
@@ -97,7 +86,7 @@ def cmd_fuse(args) -> int:
         check_output_path(args.edges, a.GetDimension())
         if Path(args.edges).resolve() == Path(args.output).resolve():
             raise InputError("The fused output and the edge output must be different files.")
-    options = dict(_parse_option(o) for o in args.option)
+    options = dict(parse_option(o) for o in args.option)
     name_a, name_b = display_name(args.a), display_name(args.b)
     bar = _ProgressBar(not args.quiet, "fusing")
     try:

@@ -63,10 +63,11 @@ def natural_key(name: str):
 
 
 def parse_list(text: Optional[str], what: str) -> Optional[List[str]]:
-    """'a,b , c' -> ['a', 'b', 'c']; None or '' -> None."""
+    """'a,b , c' -> ['a', 'b', 'c']; None or '' -> None. Commas inside [...] do not split, so method
+    variants such as 'mfenet[rule=add,edge_weight=0]' stay whole."""
     if text is None:
         return None
-    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    items = [item.strip() for item in re.split(r",(?![^\[]*\])", str(text)) if item.strip()]
     if not items:
         raise InputError(f"The list of {what} is empty.")
     return items

@@ -33,6 +33,8 @@ from .pairs import PairFolder
 
 COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
                "fused RGB -> Y, against the functional image's Y and the grey (anatomical) image.")
+SAVED_NOTE = ("Fused images are scored as saved, in 8 bits (grey rounded to 1/255; colour as 8-bit RGB), as in "
+              "published tables.")
 MONTAGE_SLICES_PER_VOLUME = 3
 # Volumes: a slice is scored when in each normalised source at least CONTENT_FRACTION of its pixels reach
 # CONTENT_LEVEL (of full scale); slices outside B's field of view or nearly blank have nothing to score.
@@ -69,8 +71,13 @@ class Evaluation:
 
 
 def check_methods(names: Sequence[str]) -> List[str]:
-    """Registry names (validated, duplicates dropped) for ``names``; 'classic' or 'all' expand."""
+    """Method labels (validated, duplicates dropped) for ``names``; 'classic' or 'all' expand.
+
+    A label is a registry name or a variant with options, ``name[key=value,...]`` (e.g.
+    ``mfenet[rule=add,edge_weight=0]``), written back in a canonical form.
+    """
     from ..methods import REGISTRY
+    from ..methods.registry import parse_method_spec
 
     out: List[str] = []
     for name in names:
@@ -80,8 +87,15 @@ def check_methods(names: Sequence[str]) -> List[str]:
         elif key == "classic":
             out += [i.name for i in REGISTRY.infos() if i.kind == "classic"]
         else:
-            out.append(REGISTRY.get(key).name)
+            method, options = parse_method_spec(name, REGISTRY)
+            out.append(method_label(method, options))
     return list(dict.fromkeys(out))
+
+
+def method_label(method: str, options: dict) -> str:
+    if not options:
+        return method
+    return f"{method}[{','.join(f'{k}={v}' for k, v in options.items())}]"
 
 
 def check_metrics(names: Optional[Sequence[str]]) -> List[str]:
@@ -157,10 +171,13 @@ class Scorer:
 
 
 def fused_luminance(fused: np.ndarray, colour: bool) -> np.ndarray:
-    """The grey image to score: the fused values in [0, 1], or the BT.601 Y of 8-bit RGB."""
+    """The grey image to score, as it is saved: 8-bit grey in [0, 1] steps of 1/255, or the BT.601 Y of
+    8-bit RGB. Published tables score saved 8-bit images, and some metrics depend on it: FMI gives 0 to a
+    window where a blank source meets a non-blank fused patch, so a network's background of 0.001 (invisible,
+    0 once saved) cut MFEnet's FMI_pixel from 0.67 to 0.24 on a CT-MRI validation pair when scored in float."""
     if colour:
         return luminance(fused.astype(np.float32) / 255.0)
-    return fused.astype(np.float32, copy=False)
+    return (np.rint(np.clip(fused, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
 def to_display(fused: np.ndarray, colour: bool) -> np.ndarray:
@@ -250,10 +267,14 @@ class Runner:
         if message not in self.warnings:
             self.warnings.append(message)
 
-    def _fuse(self, job: _Job, method: str, clock: Optional[_BatchClock]):
+    def _fuse(self, job: _Job, label: str, clock: Optional[_BatchClock]):
         from ..engine import fuse_volumes
+        from ..methods import REGISTRY
+        from ..methods.registry import parse_method_spec
 
-        return fuse_volumes(job.a, job.b, method=method, axis=job.axis, preset_a=self.preset_a,
+        method, options = parse_method_spec(label, REGISTRY)
+        return fuse_volumes(job.a, job.b, method=method, method_options=options, axis=job.axis,
+                            preset_a=self.preset_a,
                             preset_b=self.preset_b, device=self.device, batch_size=self.batch_size, edges=False,
                             cancel=clock.cancel if clock else None, progress=clock.progress if clock else None,
                             name_a=job.name_a, name_b=job.name_b, return_sources=True)
@@ -434,11 +455,11 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
 def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluation:
     import torch
 
-    notes = list(notes)
+    notes = list(notes) + [SAVED_NOTE]
     if runner.colour_groups:
         notes.append(COLOUR_NOTE + f" ({', '.join(runner.colour_groups)})")
-    settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size, "torch_threads": torch.get_num_threads(),
-                "preset_a": runner.preset_a, "preset_b": runner.preset_b}
+    settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size,
+                "torch_threads": torch.get_num_threads(), "preset_a": runner.preset_a, "preset_b": runner.preset_b}
     return Evaluation(rows=runner.sorted_rows(), methods=runner.methods, metrics=runner.metrics, groups=list(groups),
                       notes=notes, warnings=runner.warnings, montage=montage,
                       slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started)

@@ -13,7 +13,9 @@ The table itself lives in ``methods/__init__.py`` so that listing methods never 
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Tuple
 
@@ -34,11 +36,15 @@ class MethodInfo:
     # option name -> (default value, one-line help); options are passed to the factory as keywords
     options: Dict[str, Tuple[Any, str]] = field(default_factory=dict)
 
-    def build(self, device, **options) -> FuseFn:
+    def check_options(self, options: Dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(sorted(self.options)) or "none"
-            raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; its options are: {valid}.")
+            raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; "
+                             f"its options are: {valid}.")
+
+    def build(self, device, **options) -> FuseFn:
+        self.check_options(options)
         module = importlib.import_module(f"{__package__}.{self.module}")
         return getattr(module, self.factory)(device, **options)
 
@@ -58,3 +64,29 @@ class Registry:
         if key not in self._infos:
             raise InputError(f"Unknown fusion method '{name}'; choose one of: {', '.join(self._infos)}.")
         return self._infos[key]
+
+
+def parse_option(text: str) -> Tuple[str, Any]:
+    """'levels=5' -> ('levels', 5): values are Python literals where they parse, plain words otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"Method option '{text}' must look like KEY=VALUE.")
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()  # a plain word such as a wavelet name
+    return key.strip(), parsed
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\[(.*)\])?\s*$")
+
+
+def parse_method_spec(spec: str, registry: "Registry") -> Tuple[str, Dict[str, Any]]:
+    """'mfenet[rule=add,edge_weight=0]' -> ('mfenet', {'rule': 'add', 'edge_weight': 0}), options checked."""
+    match = _SPEC.match(spec or "")
+    if not match:
+        raise InputError(f"Method '{spec}' must look like NAME or NAME[KEY=VALUE,...].")
+    info = registry.get(match.group(1))
+    options = dict(parse_option(item) for item in (match.group(2) or "").split(",") if item.strip())
+    info.check_options(options)
+    return info.name, options
