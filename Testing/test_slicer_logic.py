@@ -532,3 +532,25 @@ def test_colour_node_by_name_and_bad_choices(mrml, ct_pet):
 
 def mrml_path(node):
     return node.GetStorageNode().GetFileName()
+
+
+def test_fusion_rule_and_edge_strength_reach_mfenet(mrml, stroke):
+    """The widget's rule and edge strength are MFEnet options: they change the result, for MFEnet only."""
+    t1, t2 = stroke
+    crop = dict(method="mfenet", device="cpu", edges=False)
+    logic = MedFusionLogic()
+    # A small oblique block keeps the network run short.
+    from MedFusionLib.mrml_convert import add_volume_from_sitk, volume_node_to_sitk
+
+    a = add_volume_from_sitk(mrml.scene, volume_node_to_sitk(t1)[30:90, 40:110, 60:66], "T1 block")
+    b = add_volume_from_sitk(mrml.scene, volume_node_to_sitk(t2)[30:90, 40:110, 60:66], "T2 block")
+    plain = voxel_array(logic.process(a, b, fusionRule="max", edgeStrength=0.0, **crop).volume)
+    edged = voxel_array(logic.process(a, b, fusionRule="max", edgeStrength=1.0, **crop).volume)
+    added = voxel_array(logic.process(a, b, fusionRule="add", edgeStrength=0.0, **crop).volume)
+    assert np.count_nonzero(edged > plain + 0.5) > 50  # edge lines drawn (w = 1 saturates edge pixels)
+    assert np.abs(added - plain).max() > 0.05  # a different feature-fusion rule
+    # For a method without these options they are ignored, not an error.
+    ignored = logic.process(a, b, method="average", device="cpu", edges=False, fusionRule="softmax",
+                            edgeStrength=2.0)
+    without = logic.process(a, b, method="average", device="cpu", edges=False)
+    np.testing.assert_array_equal(voxel_array(ignored.volume), voxel_array(without.volume))
