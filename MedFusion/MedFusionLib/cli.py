@@ -17,6 +17,7 @@ from pathlib import Path  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 from . import __version__  # noqa: E402
+from .acceleration import PRECISIONS  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
@@ -94,7 +95,8 @@ def cmd_fuse(args) -> int:
                               preset_b=args.preset_b, device=args.device, batch_size=args.batch,
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
                               method_options=options, progress=bar, name_a=name_a, name_b=name_b,
-                              colormap_a=args.colormap_a, colormap_b=args.colormap_b)
+                              colormap_a=args.colormap_a, colormap_b=args.colormap_b,
+                              precision=args.precision, compile=args.compile)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -279,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Canny thresholds (L2 Sobel magnitude of the 8-bit slice); automatic by default")
     fuse.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     fuse.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
+    fuse.add_argument("--precision", default="auto", choices=PRECISIONS,
+                      help="networks' arithmetic: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; "
+                           "only where the method passes the accuracy guard), fp32, bf16, fp16 (default auto)")
+    fuse.add_argument("--compile", action="store_true",
+                      help="try torch.compile for networks (falls back to eager mode if it fails)")
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")
     fuse.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)

@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import colour, edges as edge_maps
+from .acceleration import Plan, accelerate, plan_precision
 from .errors import Cancelled, InputError
 from .geometry import fields_of_view_may_overlap, slice_layout
 from .intensity import Window, parse_preset
@@ -46,6 +47,7 @@ class FusionResult:
     seconds: float
     overlap: float  # fraction of A's voxels inside B's field of view
     batch_size: int
+    precision: str  # what the method ran in: fp32, bf16 or fp16 (see acceleration.py)
     windows: Dict[str, Window]
     colour_source: Optional[str] = None  # "A" or "B" when the YCbCr path was used
     warnings: List[str] = field(default_factory=list)
@@ -55,7 +57,8 @@ class FusionResult:
 
     def summary(self) -> str:
         kind = "RGB " if self.colour_source else ""
-        return (f"{self.method} on {self.device}: {self.slices} {self.axis} slice(s) in {self.seconds:.2f} s, "
+        precision = "" if self.precision == "fp32" else f" ({self.precision})"
+        return (f"{self.method} on {self.device}{precision}: {self.slices} {self.axis} slice(s) in {self.seconds:.2f} s, "
                 f"overlap {100 * self.overlap:.1f}%, {kind}output in the reference geometry")
 
 
@@ -118,18 +121,26 @@ def _edge_thresholds(reference: ReferenceSlabs, moving: MovingSlabs, n_slices: i
     return edge_maps.auto_thresholds(stack_a), edge_maps.auto_thresholds(stack_b)
 
 
+def _build(info, dev, method_options, plan: Plan, compile: bool):
+    fuse_fn = info.build(dev, **(method_options or {}))
+    return accelerate(fuse_fn, plan, dev, compile) if info.kind == "network" else fuse_fn
+
+
 def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: str = "axial",
                  preset_a="auto", preset_b="auto", device: str = "auto", batch_size: Optional[int] = None,
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
                  name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
-                 return_sources: bool = False) -> FusionResult:
+                 return_sources: bool = False, precision: str = "auto", compile: bool = False) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
     (N, 3) table): it is windowed by its preset, coloured, and fused through YCbCr like an RGB PET, giving RGB.
     ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``), e.g.
     to score the fusion against them (two more volume-sized float arrays: for evaluation, not for clinics).
+
+    ``precision`` (auto, fp32, bf16, fp16) and ``compile`` (torch.compile, falls back silently) apply to networks;
+    see acceleration.py for the policy and the accuracy guard behind ``auto``.
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -150,7 +161,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
     if not fields_of_view_may_overlap(a, b):
         raise _no_overlap(name_a, name_b)
-    fuse_fn = info.build(dev, **(method_options or {}))
+    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
+    fuse_fn = _build(info, dev, method_options, plan, compile)
 
     src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a)
     src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b)
@@ -180,8 +192,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
             end = min(n_slices, start + batch)
             slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
             try:
-                ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev)
-                tb = torch.from_numpy(slab_b.luma).unsqueeze(1).to(dev)
+                ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev, non_blocking=True)
+                tb = torch.from_numpy(slab_b.luma).unsqueeze(1).to(dev, non_blocking=True)
                 fused = fuse_fn(ta, tb).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
             except RuntimeError as error:
                 if dev.type != "cuda" or not _is_out_of_memory(error):
@@ -193,7 +205,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                     warnings.append(f"GPU out of memory: batch size reduced to {batch}.")
                 else:
                     dev = torch.device("cpu")
-                    fuse_fn = info.build(dev, **(method_options or {}))
+                    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
+                    fuse_fn = _build(info, dev, method_options, plan, compile)
                     warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
                 continue
             if colour_source:
@@ -241,5 +254,6 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     return FusionResult(
         fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis.strip().lower(),
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
+        precision=plan.precision,
         windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings,
         sources=sources)

@@ -35,6 +35,9 @@ class MethodInfo:
     factory: str = "build"
     # option name -> (default value, one-line help); options are passed to the factory as keywords
     options: Dict[str, Tuple[Any, str]] = field(default_factory=dict)
+    # Reduced precisions ("bf16", "fp16") in which this network stays within the accuracy guard of its float32
+    # output (acceleration.py; checked by Testing/test_acceleration.py); precision "auto" uses only these.
+    reduced_precision: Tuple[str, ...] = ()
 
     def check_options(self, options: Dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
