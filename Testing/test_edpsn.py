@@ -176,7 +176,7 @@ def test_weights_load_offline_sha256_checked(tmp_path):
     data[len(data) // 2] ^= 0xFF
     (tmp_path / entry["file"]).write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="corrupted"):
-        REGISTRY.get("edpsn").build(torch.device("cpu"), weights_dir=tmp_path)
+        edpsn.build(torch.device("cpu"), weights_dir=tmp_path)
 
 
 def test_fuse_contract_and_options(fuse, real_pairs):
