@@ -42,7 +42,7 @@ from . import data_split
 
 TRAINABLES: Dict[str, str] = {
     "mfenet": "MedFusionLib.methods.mfenet:trainable",
-    # "edpsn": "MedFusionLib.methods.edpsn:trainable",
+    "edpsn": "MedFusionLib.methods.edpsn:trainable",
     # "fusioncinn": "MedFusionLib.methods.fusioncinn:trainable",
 }
 

@@ -42,6 +42,14 @@ REGISTRY = Registry([
                   "doi:10.3788/LOP202259.0617029.",
         options={"rule": ("max", "feature fusion rule: max (max-abs, the paper's), add, average, softmax"),
                  "edge_weight": (1.0, "weight w of the Canny edges added to the fused image (paper: 1; 0 = off)")}),
+    MethodInfo(
+        name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
+        summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "
+                "entropy splits pixels into low / medium / high information, one multi-scale path per level.",
+        reference="Qu, Huang, Shi, Liu & Tang, 'Entropy-aware dynamic path selection network for multi-modality "
+                  "medical image fusion', Information Fusion 123: 103312, 2025, doi:10.1016/j.inffus.2025.103312.",
+        options={"eem_weight": (1.0, "weight w of the central concentration gradient added to the second "
+                                     "(functional) source by the edge enhancement module (paper: 1; 0 = off)")}),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).
