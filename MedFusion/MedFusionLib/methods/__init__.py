@@ -41,7 +41,8 @@ REGISTRY = Registry([
                   "edge enhancement', Laser & Optoelectronics Progress 59(6): 0617029, 2022, "
                   "doi:10.3788/LOP202259.0617029.",
         options={"rule": ("max", "feature fusion rule: max (max-abs, the paper's), add, average, softmax"),
-                 "edge_weight": (1.0, "weight w of the Canny edges added to the fused image (paper: 1; 0 = off)")}),
+                 "edge_weight": (1.0, "weight w of the Canny edges added to the fused image (paper: 1; 0 = off)")},
+        reduced_precision=("bf16", "fp16")),
     MethodInfo(
         name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
         summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Fusion speed and memory benchmark: how fast each method fuses real data, and what it costs in memory.
+
+Workloads (all real data from ../shared/data):
+
+* ``volume``: the stroke T1 volume resampled to a 256 x 256 x S grid (S = --slices, default 200) as the
+  reference A, the T2 volume on its own grid as B (the engine resamples it, as in real use);
+* ``harvard``: the 256 x 256 validation pairs of every modality pair, stacked as one volume of slices.
+
+For each method x device x batch size x precision, every configuration runs in a fresh subprocess (so peak RSS
+and CUDA max-allocated belong to it alone) and records slices per second, seconds per volume, peak RSS and,
+on CUDA, max allocated. Each method's time is also given as a ratio to pixel-average fusion of the same
+workload in the same run, and MFEnet is compared with a naive float32 implementation (a Python loop over
+single slices, NCHW, no channels-last, no batching: how one writes it first) measured in the same run.
+
+``--memory`` also fuses a 512 x 512 x 600 int16 pair (synthetic smooth volumes on two different grids; the
+engine's memory does not depend on the content) with pixel averaging and checks that peak RSS stays within
+the bound inputs + output (held twice at the very end, see engine.py) + edge labelmap + a fixed allowance
+for the interpreter, torch and one batch.
+
+    .venv/bin/python scripts/benchmark.py                       # CPU (and CUDA if present), defaults
+    .venv/bin/python scripts/benchmark.py --methods mfenet --batches 1,8,16 --precisions fp32,bf16
+    .venv/bin/python scripts/benchmark.py --memory --out reports/benchmark.json
+
+It prints a markdown table and writes JSON (--out, default reports/benchmark.json).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see MedFusionLib.cli)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+ALLOWANCE_MB = 1200.0  # interpreter + torch + OpenCV + one batch of slices, for the memory bound
+
+
+# ---------------------------------------------------------------------------------------------- workloads
+def volume_pair(slices: int):
+    """Stroke T1 resampled to 256 x 256 x ``slices`` over its own extent (A) and T2 on its grid (B)."""
+    import SimpleITK as sitk
+
+    from MedFusionLib.volume_io import read_volume
+
+    t1 = read_volume(DATA / "volumes" / "stroke_T1_T2_FLAIR" / "T1.nii.gz")
+    t2 = read_volume(DATA / "volumes" / "stroke_T1_T2_FLAIR" / "T2.nii.gz")
+    size = (256, 256, slices)
+    extent = [n * s for n, s in zip(t1.GetSize(), t1.GetSpacing())]
+    spacing = [e / n for e, n in zip(extent, size)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetDirection(t1.GetDirection())
+    grid.SetSpacing(spacing)
+    # Keep the physical extent: the first voxel's centre moves by half the change of spacing.
+    shift = [0.5 * (new - old) for new, old in zip(spacing, t1.GetSpacing())]
+    direction = t1.GetDirection()
+    origin = [o + sum(direction[3 * r + c] * shift[c] for c in range(3)) for r, o in enumerate(t1.GetOrigin())]
+    grid.SetOrigin(origin)
+    a = sitk.Resample(sitk.Cast(t1, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+    return a, t2
+
+
+def harvard_pair():
+    """Every validation pair (256 x 256, functional images through Y) stacked into two volumes."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from MedFusionLib.data_split import list_pairs, read_y
+
+    pairs = list_pairs(DATA / "harvard", split="val")
+    a = np.stack([read_y(p.path_a) for p in pairs]).astype(np.float32)
+    b = np.stack([read_y(p.path_b) for p in pairs]).astype(np.float32)
+    return sitk.GetImageFromArray(a), sitk.GetImageFromArray(b)
+
+
+def big_pair(size=(512, 512, 600)):
+    """Two smooth int16 volumes on different grids (B shifted and coarser), for the memory check."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    nx, ny, nz = size
+    x = np.sin(np.linspace(0, 6 * np.pi, nx, dtype=np.float32))
+    y = np.cos(np.linspace(0, 4 * np.pi, ny, dtype=np.float32))
+    z = np.linspace(0, 1, nz, dtype=np.float32)
+    a = np.empty((nz, ny, nx), np.int16)
+    for k in range(nz):  # slice by slice: no float volume-sized temporary
+        a[k] = (1000 * (z[k] + np.add.outer(y, x))).astype(np.int16)
+    image_a = sitk.GetImageFromArray(a)
+    del a
+    image_a.SetSpacing((0.5, 0.5, 0.5))
+    image_b = sitk.Image((400, 400, 500), sitk.sitkInt16) + 100
+    image_b.SetSpacing((0.66, 0.66, 0.6))
+    image_b.SetOrigin((-5.0, 3.0, 2.0))
+    return image_a, image_b
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ------------------------------------------------------------------------------------- one configuration
+def naive_mfenet(a, b, device):
+    """MFEnet written the first way: a Python loop over single slices, NCHW, float32, no channels-last."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    from MedFusionLib.geometry import slice_layout
+    from MedFusionLib.methods import mfenet
+    from MedFusionLib.sources import MovingSlabs, ReferenceSlabs, Source
+
+    model = mfenet.load_model(device)
+    layout = slice_layout(a, "axial")
+    reference = ReferenceSlabs(Source(a, "auto", "A", []), layout)
+    moving = MovingSlabs(Source(b, "auto", "B", []), a, layout)
+    out = np.zeros(sitk.GetArrayViewFromImage(a).shape, np.float32)
+    stack = layout.to_slices(out)
+    with torch.no_grad():
+        for i in range(stack.shape[0]):
+            ta = torch.from_numpy(reference.slab(i, i + 1).luma).unsqueeze(1).to(device)
+            tb = torch.from_numpy(moving.slab(i, i + 1).luma).unsqueeze(1).to(device)
+            fused = mfenet.edge_enhance(model.fuse_features(ta, tb), ta, tb, 1.0)
+            stack[i] = fused[0, 0].cpu().numpy()
+    return stack.shape[0]
+
+
+def run_one(config: dict) -> dict:
+    """Fuse one workload with one configuration in this process; return its measurements."""
+    import torch
+
+    from MedFusionLib.engine import fuse_volumes, resolve_device
+
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    device = resolve_device(config["device"])
+    a, b = {"volume": lambda: volume_pair(config["slices"]), "harvard": harvard_pair,
+            "memory": big_pair}[config["workload"]]()
+    input_mb = sum(img.GetNumberOfPixels() * img.GetSizeOfPixelComponent() * img.GetNumberOfComponentsPerPixel()
+                   for img in (a, b)) / 2 ** 20
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    if config["method"] == "mfenet-naive":
+        slices, precision = naive_mfenet(a, b, device), "fp32"
+    else:
+        result = fuse_volumes(a, b, method=config["method"], device=str(device), batch_size=config["batch"],
+                              precision=config["precision"], compile=config.get("compile", False),
+                              edges=config["workload"] == "memory")
+        slices, precision = result.slices, result.precision
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    measured = dict(config, precision_used=precision, slices=slices, seconds=round(seconds, 3),
+                    slices_per_s=round(slices / seconds, 3), input_mb=round(input_mb, 1),
+                    rss_before_mb=round(rss_before, 1), peak_rss_mb=round(peak_rss_mb(), 1),
+                    torch_threads=torch.get_num_threads())
+    if device.type == "cuda":
+        measured["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return measured
+
+
+def run_in_subprocess(config: dict, timeout: float) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(config)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        return dict(config, error=(done.stderr.strip().splitlines() or ["failed"])[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------- planning
+def plan(args) -> list:
+    from MedFusionLib.methods import REGISTRY
+
+    devices = [d for d in args.devices.split(",") if d]
+    if "cuda" in devices:
+        import torch
+
+        if not torch.cuda.is_available():
+            print("benchmark: no CUDA device, CPU only", flush=True)
+            devices = [d for d in devices if d != "cuda"]
+    configs = []
+    for workload in args.workloads.split(","):
+        for device in devices:
+            base = dict(workload=workload, device=device, slices=args.slices, threads=args.threads)
+            configs.append(dict(base, method="average", batch=max(args.batch_list), precision="fp32"))
+            if args.naive and workload == "volume":
+                configs.append(dict(base, method="mfenet-naive", batch=1, precision="fp32"))
+            for method in args.methods.split(","):
+                kind = REGISTRY.get(method).kind
+                for batch in args.batch_list:
+                    for precision in (args.precisions.split(",") if kind == "network" else ["fp32"]):
+                        if method == "average" and batch == max(args.batch_list) and precision == "fp32":
+                            continue
+                        configs.append(dict(base, method=method, batch=batch, precision=precision))
+                if args.compile and kind == "network":
+                    configs.append(dict(base, method=method, batch=max(args.batch_list), precision="fp32",
+                                        compile=True))
+    if args.memory:
+        configs.append(dict(workload="memory", device="cpu", method="average", batch=8, precision="fp32",
+                            threads=args.threads))
+    return configs
+
+
+def add_ratios(results: list) -> None:
+    baseline = {(r["workload"], r["device"]): r["seconds"] for r in results
+                if r.get("method") == "average" and "error" not in r}
+    naive = {(r["workload"], r["device"]): r["seconds"] for r in results
+             if r.get("method") == "mfenet-naive" and "error" not in r}
+    for r in results:
+        key = (r["workload"], r["device"])
+        if "error" in r:
+            continue
+        if key in baseline:
+            r["x_average_time"] = round(r["seconds"] / baseline[key], 2)
+        if key in naive and r["method"] == "mfenet":
+            r["speedup_vs_naive"] = round(naive[key] / r["seconds"], 2)
+        if r["workload"] == "memory":
+            out_mb = r["input_mb"] / 2 * 2  # float32 output = 2 x int16 A, held twice at the end
+            labels_mb = r["input_mb"] / 4
+            r["memory_bound_mb"] = round(r["input_mb"] + 2 * out_mb + labels_mb + ALLOWANCE_MB, 1)
+            r["memory_ok"] = r["peak_rss_mb"] <= r["memory_bound_mb"]
+
+
+def table(results: list) -> str:
+    head = ("| workload | device | method | batch | precision | slices | s | slices/s | x average | "
+            "vs naive | peak RSS MB | CUDA MB |")
+    lines = [head, "|" + "---|" * 12]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['workload']} | {r['device']} | {r['method']} | {r['batch']} | {r['precision']} | "
+                         f"error: {r['error']} |||||||")
+            continue
+        method = r["method"] + (" (compile)" if r.get("compile") else "")
+        lines.append(f"| {r['workload']} | {r['device']} | {method} | {r['batch']} | {r['precision_used']} | "
+                     f"{r['slices']} | {r['seconds']:.1f} | {r['slices_per_s']:.2f} | "
+                     f"{r.get('x_average_time', '')} | {r.get('speedup_vs_naive', '')} | {r['peak_rss_mb']:.0f} | "
+                     f"{r.get('cuda_max_allocated_mb', '')} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    import torch
+
+    from MedFusionLib.acceleration import cpu_capabilities, cpu_has_native_bf16
+
+    caps = cpu_capabilities()
+    info = dict(python=platform.python_version(), torch=torch.__version__, cpu=caps.get("cpu_name", platform.processor()),
+                cores=os.cpu_count(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                native_bf16=cpu_has_native_bf16(), load_average=os.getloadavg())
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="mfenet,edpsn,fusioncinn", help="methods besides average")
+    parser.add_argument("--workloads", default="volume,harvard", help="volume and/or harvard")
+    parser.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (skipped when absent)")
+    parser.add_argument("--batches", default="8", help="comma-separated batch sizes (default 8)")
+    parser.add_argument("--precisions", default="fp32,auto", help="precisions tried for networks")
+    parser.add_argument("--slices", type=int, default=200, help="slices of the 256x256 volume (default 200)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive MFEnet loop")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile for networks")
+    parser.add_argument("--memory", action="store_true", help="also run the 512x512x600 memory check")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per configuration")
+    parser.add_argument("--out", default=str(REPO / "reports" / "benchmark.json"), help="JSON output")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON configuration
+    args = parser.parse_args(argv)
+    args.batch_list = [int(b) for b in args.batches.split(",")]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return 0
+    results = []
+    for config in plan(args):
+        print(f"benchmark: {config}", flush=True)
+        results.append(run_in_subprocess(config, args.timeout))
+        print(f"  -> {results[-1].get('seconds', results[-1].get('error'))}", flush=True)
+    add_ratios(results)
+    report = dict(machine=machine(), command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+                  date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), results=results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(table(results))
+    print(f"machine: {report['machine']}\nwritten: {out}")
+    failed = [r for r in results if "error" in r or r.get("memory_ok") is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
