@@ -33,6 +33,15 @@ REGISTRY = Registry([
         name="gff", title="Guided filtering (GFF)", kind="classic", module="gff", factory="build",
         summary="Two-scale decomposition with saliency weight maps refined by guided filters.",
         reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013."),
+    MethodInfo(
+        name="mfenet", title="MFEnet", kind="network", module="mfenet", factory="build",
+        summary="Multi-scale dilated-conv autoencoder: max-abs fusion of encoder features, decoded, plus the "
+                "sources' Canny edges (edge enhancement).",
+        reference="Xiao, Li, Zhang, Xie & Li, 'Medical image fusion based on multi-scale feature learning and "
+                  "edge enhancement', Laser & Optoelectronics Progress 59(6): 0617029, 2022, "
+                  "doi:10.3788/LOP202259.0617029.",
+        options={"rule": ("max", "feature fusion rule: max (max-abs, the paper's), add, average, softmax"),
+                 "edge_weight": (1.0, "weight w of the Canny edges added to the fused image (paper: 1; 0 = off)")}),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).
