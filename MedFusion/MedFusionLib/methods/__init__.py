@@ -42,6 +42,13 @@ REGISTRY = Registry([
                   "doi:10.3788/LOP202259.0617029.",
         options={"rule": ("max", "feature fusion rule: max (max-abs, the paper's), add, average, softmax"),
                  "edge_weight": (1.0, "weight w of the Canny edges added to the fused image (paper: 1; 0 = off)")}),
+    MethodInfo(
+        name="fusioncinn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",
+        summary="Conditional invertible network: both sources analysed to latents with Haar wavelet conditions, "
+                "latents fused (mean + RAM attention), inverted with max-abs fused wavelet conditions.",
+        reference="'Multi-modal medical image fusion based on conditional reversible neural networks' "
+                  "(in Chinese), Computer Measurement & Control (Jisuanji Celiang yu Kongzhi) 33(1): 147-154, 2025; "
+                  "authors not legible in the available text."),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).
