@@ -43,7 +43,7 @@ from . import data_split
 TRAINABLES: Dict[str, str] = {
     "mfenet": "MedFusionLib.methods.mfenet:trainable",
     "edpsn": "MedFusionLib.methods.edpsn:trainable",
-    # "fusioncinn": "MedFusionLib.methods.fusioncinn:trainable",
+    "fusioncinn": "MedFusionLib.methods.fusioncinn:trainable",
 }
 
 
@@ -54,6 +54,7 @@ class Recipe:
     steps: Optional[int] = None  # either steps ...
     epochs: Optional[int] = None  # ... or epochs over the training items
     lr: float = 1e-4  # Adam
+    weight_decay: float = 0.0  # Adam's (L2) weight decay
     val_every: int = 0  # steps between validations (0: only at the end)
     val_every_epochs: Optional[int] = None  # alternative to val_every
     val_max_per_folder: Optional[int] = None  # periodic validation on at most this many pairs per folder
@@ -266,7 +267,7 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
         f"({time.perf_counter() - t0:.1f} s to load)")
 
     model = trainable.make_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     total = recipe.total_steps(len(train_items))
     val_interval = recipe.validation_interval(len(train_items))
     step, best, elapsed_before = 0, None, 0.0

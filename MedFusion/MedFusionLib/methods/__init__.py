@@ -50,7 +50,16 @@ REGISTRY = Registry([
         reference="Qu, Huang, Shi, Liu & Tang, 'Entropy-aware dynamic path selection network for multi-modality "
                   "medical image fusion', Information Fusion 123: 103312, 2025, doi:10.1016/j.inffus.2025.103312.",
         options={"eem_weight": (1.0, "weight w of the central concentration gradient added to the second "
-                                     "(functional) source by the edge enhancement module (paper: 1; 0 = off)")}),
+                                     "(functional) source by the edge enhancement module (paper: 1; 0 = off)")},
+        reduced_precision=("bf16", "fp16")),
+    MethodInfo(
+        name="fusioncinn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",
+        summary="Conditional invertible network: both sources analysed to latents with Haar wavelet conditions, "
+                "latents fused (mean + RAM attention), inverted with max-abs fused wavelet conditions.",
+        reference="'Multi-modal medical image fusion based on conditional reversible neural networks' "
+                  "(in Chinese), Computer Measurement & Control (Jisuanji Celiang yu Kongzhi) 33(1): 147-154, 2025; "
+                  "authors not legible in the available text.",
+        reduced_precision=("bf16", "fp16")),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).
