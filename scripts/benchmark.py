@@ -96,7 +96,12 @@ def big_pair(size=(512, 512, 600)):
     image_a = sitk.GetImageFromArray(a)
     del a
     image_a.SetSpacing((0.5, 0.5, 0.5))
-    image_b = sitk.Image((400, 400, 500), sitk.sitkInt16) + 100
+    b = np.empty((500, 400, 400), np.int16)
+    ramp = np.add.outer(np.linspace(0, 500, 400, dtype=np.float32), np.linspace(0, 300, 400, dtype=np.float32))
+    for k in range(500):
+        b[k] = (ramp + 2 * k).astype(np.int16)
+    image_b = sitk.GetImageFromArray(b)
+    del b
     image_b.SetSpacing((0.66, 0.66, 0.6))
     image_b.SetOrigin((-5.0, 3.0, 2.0))
     return image_a, image_b
@@ -161,6 +166,7 @@ def run_one(config: dict) -> dict:
     seconds = time.perf_counter() - started
     measured = dict(config, precision_used=precision, slices=slices, seconds=round(seconds, 3),
                     slices_per_s=round(slices / seconds, 3), input_mb=round(input_mb, 1),
+                    reference_voxels=a.GetNumberOfPixels(),
                     rss_before_mb=round(rss_before, 1), peak_rss_mb=round(peak_rss_mb(), 1),
                     torch_threads=torch.get_num_threads())
     if device.type == "cuda":
@@ -188,7 +194,7 @@ def plan(args) -> list:
             print("benchmark: no CUDA device, CPU only", flush=True)
             devices = [d for d in devices if d != "cuda"]
     configs = []
-    for workload in args.workloads.split(","):
+    for workload in [w for w in args.workloads.split(",") if w]:
         for device in devices:
             base = dict(workload=workload, device=device, slices=args.slices, threads=args.threads)
             configs.append(dict(base, method="average", batch=max(args.batch_list), precision="fp32"))
@@ -224,8 +230,8 @@ def add_ratios(results: list) -> None:
         if key in naive and r["method"] == "mfenet":
             r["speedup_vs_naive"] = round(naive[key] / r["seconds"], 2)
         if r["workload"] == "memory":
-            out_mb = r["input_mb"] / 2 * 2  # float32 output = 2 x int16 A, held twice at the end
-            labels_mb = r["input_mb"] / 4
+            out_mb = 4 * r["reference_voxels"] / 2 ** 20  # float32 output on A's grid, held twice at the end
+            labels_mb = r["reference_voxels"] / 2 ** 20  # uint8 edge labelmap
             r["memory_bound_mb"] = round(r["input_mb"] + 2 * out_mb + labels_mb + ALLOWANCE_MB, 1)
             r["memory_ok"] = r["peak_rss_mb"] <= r["memory_bound_mb"]
 
@@ -298,6 +304,11 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(table(results))
+    for r in results:
+        if "memory_bound_mb" in r:
+            print(f"memory: peak RSS {r['peak_rss_mb']:.0f} MB for {r['input_mb']:.0f} MB of inputs; bound "
+                  f"{r['memory_bound_mb']:.0f} MB (inputs + 2 x output + labelmap + {ALLOWANCE_MB:.0f} MB): "
+                  f"{'within' if r['memory_ok'] else 'EXCEEDED'}")
     print(f"machine: {report['machine']}\nwritten: {out}")
     failed = [r for r in results if "error" in r or r.get("memory_ok") is False]
     return 1 if failed else 0
