@@ -7,8 +7,8 @@ slice layout -> the output has A's geometry (origin, spacing, direction untouche
 
 Memory stays at the inputs, the output and one batch: no volume-sized intermediate is ever made, except that
 SimpleITK copies the finished output array into the returned image (it cannot wrap a numpy buffer), so the
-output is held twice for a moment at the end. Measured on a 512 x 512 x 600 int16 pair: inputs 375 MB,
-peak RSS 2.2 GB including the interpreter and torch (/tmp script in the issue-9 notes; scripts/benchmark.py).
+output is held twice for a moment at the end. Measured with ``scripts/benchmark.py --memory``: a 512 x 512 x 600
+int16 pair (B on another grid), 453 MB of inputs, peak RSS 2.2 GB including the interpreter and torch.
 """
 from __future__ import annotations
 
