@@ -121,9 +121,11 @@ def _edge_thresholds(reference: ReferenceSlabs, moving: MovingSlabs, n_slices: i
     return edge_maps.auto_thresholds(stack_a), edge_maps.auto_thresholds(stack_b)
 
 
-def _build(info, dev, method_options, plan: Plan, compile: bool):
+def _build(info, dev, method_options, precision: str, compile: bool) -> Tuple[Plan, Callable]:
+    """The method's fuse function on ``dev`` and the precision plan it runs under (networks accelerated)."""
+    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
     fuse_fn = info.build(dev, **(method_options or {}))
-    return accelerate(fuse_fn, plan, dev, compile) if info.kind == "network" else fuse_fn
+    return plan, (accelerate(fuse_fn, plan, dev, compile) if info.kind == "network" else fuse_fn)
 
 
 def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: str = "axial",
@@ -161,8 +163,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
     if not fields_of_view_may_overlap(a, b):
         raise _no_overlap(name_a, name_b)
-    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
-    fuse_fn = _build(info, dev, method_options, plan, compile)
+    plan, fuse_fn = _build(info, dev, method_options, precision, compile)
 
     src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a)
     src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b)
@@ -205,8 +206,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                     warnings.append(f"GPU out of memory: batch size reduced to {batch}.")
                 else:
                     dev = torch.device("cpu")
-                    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
-                    fuse_fn = _build(info, dev, method_options, plan, compile)
+                    plan, fuse_fn = _build(info, dev, method_options, precision, compile)
                     warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
                 continue
             if colour_source:
