@@ -1,4 +1,4 @@
-"""The ``medfusion`` command line: fuse, evaluate, methods, demo.
+"""The ``medfusion`` command line: fuse, evaluate, batch (in batch/cli.py), methods, demo.
 
 Errors a user can fix print one sentence on stderr and exit with status 2; no partial output file remains.
 """
@@ -18,6 +18,7 @@ from typing import List, Optional  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .acceleration import PRECISIONS  # noqa: E402
+from .batch.cli import add_parser as add_batch_parser  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.set_defaults(handler=cmd_fuse)
 
     _add_evaluate_parser(sub)
+    add_batch_parser(sub, DEFAULT_METHOD, PRESET_HELP, PRECISIONS)
 
     methods = sub.add_parser("methods", help="list the fusion methods and their references")
     methods.set_defaults(handler=cmd_methods)

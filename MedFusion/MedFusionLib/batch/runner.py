@@ -1,0 +1,190 @@
+"""Run a cohort on Dask distributed: a LocalCluster on this machine by default, or any scheduler address.
+
+Each case is one task. Workers run one case at a time: a local cluster's workers have one thread and one
+``case`` resource each, and tasks ask for that resource, so a worker of a real cluster started with more
+threads still takes one case at a time when it declares ``--resources case=1``. Each case limits torch,
+OpenCV and SimpleITK to its share of the cores (``threads``), so workers do not oversubscribe them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from ..errors import InputError
+from .case import LOG_NAME, run_case
+from .cohort import CaseSpec, read_cohort
+from .manifest import settings_hash, up_to_date
+from .summary import FAILED, NOT_RUN, SKIPPED, CaseRecord, write_summary
+
+RESOURCE = "case"
+# Environment of local worker processes: idle OpenMP threads sleep (see cli.py), numpy pools stay small.
+_WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+Connection = Tuple[object, Optional[dict], Optional[int]]  # client, task resources, threads per case
+
+
+@dataclass
+class BatchReport:
+    records: List[CaseRecord]
+    summary: Path
+
+    @property
+    def failed(self) -> List[CaseRecord]:
+        return [r for r in self.records if not r.succeeded]
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+
+def default_workers(cases: int) -> int:
+    """Two cores per case by default (one core each on a 2-core machine), never more workers than cases."""
+    return max(1, min(cases, (os.cpu_count() or 1) // 2))
+
+
+@contextmanager
+def _local_client(workers: int, processes: bool, threads: Optional[int]) -> Iterator[Connection]:
+    from distributed import Client, LocalCluster
+
+    # Worker processes listen on loopback only and get the environment above; threads need neither.
+    spawned = {"host": "127.0.0.1", "env": _WORKER_ENV} if processes else {}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, resources={RESOURCE: 1},
+                      dashboard_address=None, **spawned) as cluster, Client(cluster) as client:
+        yield client, {RESOURCE: 1}, threads or max(1, (os.cpu_count() or 1) // workers)
+
+
+@contextmanager
+def _remote_client(address: str, threads: Optional[int], say: Callable[[str], None],
+                   timeout_s: float) -> Iterator[Connection]:
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f"Cannot reach the Dask scheduler at '{address}' ({error}); start it with "
+                         f"'dask scheduler' and give its address.") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout_s)
+        except TimeoutError:
+            raise InputError(f"No Dask worker joined the scheduler at '{address}' within {timeout_s:g} s; "
+                             f"start one with 'dask worker {address} --nthreads 1 --resources {RESOURCE}=1'.") from None
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        if any(RESOURCE in (w.get("resources") or {}) for w in workers):
+            yield client, {RESOURCE: 1}, threads
+            return
+        busy = [w for w in workers if w.get("nthreads", 1) > 1]
+        if busy:
+            say(f"warning: {len(busy)} worker(s) run several threads and declare no '{RESOURCE}' resource, so they "
+                f"may fuse several cases at once; start workers with --resources {RESOURCE}=1 to bound memory.")
+        yield client, None, threads
+    finally:
+        client.close()
+
+
+def _plan(specs: List[CaseSpec], out: Path, force: bool) -> Tuple[Dict[str, CaseRecord], List[Tuple[CaseSpec, str]]]:
+    """Records of the cases that need no worker (up to date) and the (spec, settings hash) pairs to run."""
+    done: Dict[str, CaseRecord] = {}
+    to_run = []
+    for spec in specs:
+        digest = settings_hash(spec)
+        manifest = None if (force or spec.error) else up_to_date(out / spec.id, digest)
+        if manifest is None:
+            to_run.append((spec, digest))
+            continue
+        case_dir = out / spec.id
+        done[spec.id] = CaseRecord(
+            id=spec.id, status=SKIPPED, method=spec.method, seconds=manifest.get("seconds"),
+            overlap=manifest.get("overlap"), registration_offset_mm=manifest.get("registration_offset_mm"),
+            warnings=list(manifest.get("warnings", [])), settings_hash=digest, log=str(case_dir / LOG_NAME),
+            outputs={key: str(case_dir / entry["file"]) for key, entry in manifest.get("outputs", {}).items()})
+    return done, to_run
+
+
+def _lost_case(spec: CaseSpec, digest: str, out: Path, error: BaseException) -> CaseRecord:
+    """The task itself failed (its worker died, or could not import MedFusion): record it in the case log."""
+    message = f"The worker running this case stopped ({type(error).__name__}: {error})."
+    case_dir = out / spec.id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    with open(case_dir / LOG_NAME, "a", encoding="utf-8") as log:
+        log.write(f"failed on the cluster: {message}\n")
+    return CaseRecord(id=spec.id, status=FAILED, method=spec.method, error=message, settings_hash=digest,
+                      log=str(case_dir / LOG_NAME))
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        raise InputError(f"Output folder '{out}' cannot be created.") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"Output folder '{out}' is not writable.")
+
+
+def run_batch(cohort, out_dir, defaults: CaseSpec, scheduler: Optional[str] = None, workers: Optional[int] = None,
+              threads: Optional[int] = None, force: bool = False, progress: bool = True, processes: bool = True,
+              say: Callable[[str], None] = print, timeout_s: float = 60) -> BatchReport:
+    """Fuse every case of the cohort file into ``out_dir/<id>/`` and write ``out_dir/summary.csv``.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:8786``); None starts a LocalCluster of ``workers``
+    workers (``processes=False``: threads of this process, for tests). ``threads``: cores per case (default
+    on a local cluster: this machine's cores / workers; on a remote one, what each worker's environment sets).
+    Cases whose outputs match their recorded settings are skipped unless ``force``. ``timeout_s``: how long to
+    wait for a remote scheduler to answer and for its first worker to join.
+    """
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, not {workers}.")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, not {threads}.")
+    specs = read_cohort(cohort, defaults)
+    out = Path(out_dir).expanduser().resolve()  # workers may run elsewhere: give them absolute paths
+    _check_out(out)
+    records, to_run = _plan(specs, out, force)
+    rejected = [(spec, digest) for spec, digest in to_run if spec.error]
+    runnable = [(spec, digest) for spec, digest in to_run if not spec.error]
+    if not runnable:
+        connection = nullcontext((None, None, None))
+    elif scheduler:
+        connection = _remote_client(scheduler, threads, say, timeout_s)
+    else:
+        connection = _local_client(workers or default_workers(len(runnable)), processes, threads)
+    with connection as (client, resources, per_case_threads):  # cannot connect: nothing is written
+        for spec, digest in rejected:  # rows rejected when the cohort was read: no worker needed
+            records[spec.id] = run_case(spec, str(out), digest)
+        if records:
+            say(f"{sum(r.status == SKIPPED for r in records.values())} case(s) up to date, {len(rejected)} "
+                f"rejected, {len(runnable)} to fuse")
+        try:
+            if runnable:
+                _run_on_dask(client, resources, per_case_threads, runnable, out, progress, records)
+        finally:  # also when interrupted: finished cases are kept and listed, the rest are "not run"
+            ordered = [records.get(s.id) or CaseRecord(id=s.id, status=NOT_RUN, method=s.method) for s in specs]
+            summary = write_summary(out / "summary.csv", ordered)
+    return BatchReport(ordered, summary)
+
+
+def _run_on_dask(client, resources, threads, to_run, out: Path, progress: bool, records: Dict[str, CaseRecord]):
+    """Submit one task per case and collect the records as they finish, with a progress bar over cases."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    futures = {}
+    for spec, digest in to_run:
+        future = client.submit(run_case, spec, str(out), digest, threads, resources=resources,
+                               key=f"medfusion-case-{spec.id}-{uuid.uuid4().hex[:12]}", pure=False, retries=0)
+        futures[future] = (spec, digest)
+    with tqdm(total=len(futures), unit="case", desc="cases", file=sys.stderr, disable=not progress) as bar:
+        failed = 0
+        for future in as_completed(futures):
+            spec, digest = futures[future]
+            try:
+                record = future.result()
+            except Exception as error:  # noqa: BLE001 - any task failure is this case's failure only
+                record = _lost_case(spec, digest, out, error)
+            records[spec.id] = record
+            failed += not record.succeeded
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(1)
