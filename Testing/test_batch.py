@@ -71,6 +71,13 @@ def _mtimes(out: Path):
     return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("*/*") if p.name != "log.txt"}
 
 
+def _good_cohort(cohort: Path) -> Path:
+    """The cohort without its bad row, beside it (the same relative input paths)."""
+    good = cohort.parent / "good.csv"
+    good.write_text(HEADER + "".join(ROWS.splitlines(keepends=True)[:2]))
+    return good
+
+
 def _check_first_run(cohort: Path, out: Path, statuses):
     """Outputs, logs and summary of a run in which stroke and ctpet were fused and broken failed."""
     folder = cohort.parent
@@ -199,12 +206,28 @@ def test_cli_on_a_real_scheduler_and_worker(cohort, tmp_path, dask_cluster, caps
     assert main(argv) == 2  # resume: the good cases are skipped, the bad one fails again
     _check_first_run(cohort, out, ("skipped", "skipped"))
 
-    good = cohort.parent / "good.csv"
-    good.write_text(HEADER + "".join(ROWS.splitlines(keepends=True)[:2]))
+    good = _good_cohort(cohort)
     assert main(["batch", str(good), "--out", str(out), "--scheduler", dask_cluster, "-q", "--force",
                  "--method", "average"]) == 0
     assert [r["status"] for r in _summary(out)] == ["ok", "ok"]
     assert "2 of 2 case(s) done" in capsys.readouterr().out
+
+
+def test_cli_default_local_cluster_of_worker_processes(cohort, tmp_path, capsys):
+    """What a laptop user runs: worker processes on this machine; exit 0 when every case succeeds."""
+    good = _good_cohort(cohort)
+    out = tmp_path / "out"
+    argv = ["batch", str(good), "--out", str(out), "--workers", "2", "--memory-limit", "2GB", "--method", "average",
+            "-q"]
+    assert main(argv) == 0
+    assert "2 of 2 case(s) done (0 up to date), 0 failed" in capsys.readouterr().out
+    assert [r["status"] for r in _summary(out)] == ["ok", "ok"]
+    for case in ("stroke", "ctpet"):
+        header = (out / case / "log.txt").read_text().splitlines()[0]
+        assert f"pid {os.getpid()}:" not in header  # fused in a worker process, not in this one
+    assert sitk.ReadImage(str(out / "ctpet" / "fused.nrrd")).GetNumberOfComponentsPerPixel() == 3
+    assert main(argv[:-1] + ["--memory-limit", "lots", "-q"]) == 2
+    assert "Memory limit 'lots' is not a size" in capsys.readouterr().err
 
 
 def test_unreachable_scheduler_is_one_input_error_and_writes_nothing(cohort, tmp_path):

@@ -26,6 +26,9 @@ def add_parser(sub, method_default: str, preset_help: str, precisions) -> None:
     batch.add_argument("--threads", type=int, metavar="N",
                        help="cores per case (default: cores / workers locally; the workers' own setting on a "
                             "cluster)")
+    batch.add_argument("--memory-limit", default="auto", metavar="SIZE",
+                       help="local cluster only: memory per worker, e.g. 6GB; a worker past it is restarted and its "
+                            "case retried once (default auto: this machine's memory / workers)")
     batch.add_argument("--force", action="store_true", help="redo cases even when their outputs are up to date")
     batch.add_argument("--method", default=method_default, help=f"default method (default {method_default})")
     batch.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -68,6 +71,7 @@ def cmd_batch(args) -> int:
     try:
         report = run_batch(args.cohort, args.out, _defaults(args), scheduler=args.scheduler,
                            workers=args.workers, threads=args.threads, force=args.force, progress=not args.quiet,
+                           memory_limit=args.memory_limit,
                            say=lambda m: print(f"medfusion batch: {m}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"medfusion batch: interrupted; finished cases are kept (see {args.out}/summary.csv), a re-run "

@@ -46,13 +46,16 @@ def default_workers(cases: int) -> int:
 
 
 @contextmanager
-def _local_client(workers: int, processes: bool, threads: Optional[int]) -> Iterator[Connection]:
+def _local_client(workers: int, processes: bool, threads: Optional[int], memory_limit) -> Iterator[Connection]:
+    import dask
     from distributed import Client, LocalCluster
 
-    # Worker processes listen on loopback only and get the environment above; threads need neither.
-    spawned = {"host": "127.0.0.1", "env": _WORKER_ENV} if processes else {}
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, resources={RESOURCE: 1},
-                      dashboard_address=None, **spawned) as cluster, Client(cluster) as client:
+    # Worker processes listen on loopback only and get the environment above; threads need neither. A worker
+    # past its memory limit is restarted by its nanny; the case it was fusing gets one more try, then fails.
+    spawned = {"host": "127.0.0.1", "env": _WORKER_ENV, "memory_limit": memory_limit} if processes else {}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, resources={RESOURCE: 1},
+                         dashboard_address=None, **spawned) as cluster, Client(cluster) as client:
         yield client, {RESOURCE: 1}, threads or max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -106,7 +109,7 @@ def _plan(specs: List[CaseSpec], out: Path, force: bool) -> Tuple[Dict[str, Case
 
 def _lost_case(spec: CaseSpec, digest: str, out: Path, error: BaseException) -> CaseRecord:
     """The task itself failed (its worker died, or could not import MedFusion): record it in the case log."""
-    message = f"The worker running this case stopped ({type(error).__name__}: {error})."
+    message = f"The Dask worker could not finish this case ({type(error).__name__}: {error})."
     case_dir = out / spec.id
     case_dir.mkdir(parents=True, exist_ok=True)
     with open(case_dir / LOG_NAME, "a", encoding="utf-8") as log:
@@ -124,14 +127,27 @@ def _check_out(out: Path) -> None:
         raise InputError(f"Output folder '{out}' is not writable.")
 
 
+def _check_memory_limit(memory_limit) -> None:
+    from dask.utils import parse_bytes
+
+    if memory_limit in (None, "auto") or isinstance(memory_limit, (int, float)):
+        return
+    try:
+        parse_bytes(memory_limit)
+    except (ValueError, TypeError):
+        raise InputError(f"Memory limit '{memory_limit}' is not a size such as 6GB or 500MB.") from None
+
+
 def run_batch(cohort, out_dir, defaults: CaseSpec, scheduler: Optional[str] = None, workers: Optional[int] = None,
               threads: Optional[int] = None, force: bool = False, progress: bool = True, processes: bool = True,
-              say: Callable[[str], None] = print, timeout_s: float = 60) -> BatchReport:
+              say: Callable[[str], None] = print, timeout_s: float = 60, memory_limit="auto") -> BatchReport:
     """Fuse every case of the cohort file into ``out_dir/<id>/`` and write ``out_dir/summary.csv``.
 
     ``scheduler``: a Dask scheduler address (``tcp://host:8786``); None starts a LocalCluster of ``workers``
     workers (``processes=False``: threads of this process, for tests). ``threads``: cores per case (default
     on a local cluster: this machine's cores / workers; on a remote one, what each worker's environment sets).
+    ``memory_limit``: per local worker process (Dask's syntax, e.g. "6GB"; "auto" = this machine's memory /
+    workers).
     Cases whose outputs match their recorded settings are skipped unless ``force``. ``timeout_s``: how long to
     wait for a remote scheduler to answer and for its first worker to join.
     """
@@ -139,6 +155,7 @@ def run_batch(cohort, out_dir, defaults: CaseSpec, scheduler: Optional[str] = No
         raise InputError(f"--workers must be at least 1, not {workers}.")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, not {threads}.")
+    _check_memory_limit(memory_limit)
     specs = read_cohort(cohort, defaults)
     out = Path(out_dir).expanduser().resolve()  # workers may run elsewhere: give them absolute paths
     _check_out(out)
@@ -148,9 +165,12 @@ def run_batch(cohort, out_dir, defaults: CaseSpec, scheduler: Optional[str] = No
     if not runnable:
         connection = nullcontext((None, None, None))
     elif scheduler:
+        if workers is not None:
+            say(f"warning: --workers applies to the local cluster only; the scheduler at '{scheduler}' uses the "
+                f"workers that joined it.")
         connection = _remote_client(scheduler, threads, say, timeout_s)
     else:
-        connection = _local_client(workers or default_workers(len(runnable)), processes, threads)
+        connection = _local_client(workers or default_workers(len(runnable)), processes, threads, memory_limit)
     with connection as (client, resources, per_case_threads):  # cannot connect: nothing is written
         for spec, digest in rejected:  # rows rejected when the cohort was read: no worker needed
             records[spec.id] = run_case(spec, str(out), digest)
