@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -152,6 +154,54 @@ def test_local_cluster_outputs_isolation_and_resume(cohort, tmp_path, restore_th
     assert all(_mtimes(out)[name] != stamp for name, stamp in before.items())
 
 
+def _process_group(pgid: int):
+    """The live processes of a process group (Linux /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _listening(pids):
+    """(ip, port) of every TCP socket the given processes listen on, from /proc/net/tcp{,6}."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ip_hex, port_hex = fields[1].split(":")
+                if width == 8:
+                    ip = ".".join(str(b) for b in reversed(bytes.fromhex(ip_hex)))
+                else:
+                    ip = "::" if int(ip_hex, 16) == 0 else ip_hex
+                found.add((ip, int(port_hex, 16)))
+    return found
+
+
+def test_local_cluster_listens_on_loopback_only(restore_threads):
+    from MedFusionLib.batch.runner import _local_client
+
+    before = _listening([os.getpid()])
+    with _local_client(2, False, None, "auto") as (client, resources, threads):
+        opened = _listening([os.getpid()]) - before
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2 and resources == {"case": 1}
+    assert len(opened) >= 3 and all(ip == "127.0.0.1" for ip, _ in opened)
+
+
 def _free_of(proc):
     """Stop a process group we started: SIGTERM, then SIGKILL; never leaves it running."""
     if proc.poll() is None:
@@ -163,17 +213,20 @@ def _free_of(proc):
             proc.wait(timeout=20)
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
-    """A real scheduler and one worker (nanny + worker process) on 127.0.0.1, on ports the OS picks."""
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A real scheduler and one worker (nanny + worker process) on 127.0.0.1, on ports the OS picks. A task
+    whose worker dies is not retried (allowed-failures 0), so that a dying worker fails its case at once."""
+    tmp_path = tmp_path_factory.mktemp("dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE",
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0",
                PYTHONPATH=os.pathsep.join([str(Path(MedFusionLib.__file__).parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
     common = dict(env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
                   stderr=open(tmp_path / "dask.log", "w"))
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(scheduler_file)], **common)]
+    loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]  # HTTP too
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0", *loopback,
+                               "--scheduler-file", str(scheduler_file)], **common)]
     try:
         deadline = time.monotonic() + 90
         while not scheduler_file.exists() or not scheduler_file.read_text().strip():
@@ -182,18 +235,19 @@ def dask_cluster(tmp_path):
             time.sleep(0.2)
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
-                                       "--nthreads", "1", "--resources", "case=1", "--no-dashboard",
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, *loopback,
+                                       "--nthreads", "1", "--resources", "case=1",
                                        "--memory-limit", "4GB", "--death-timeout", "60"], **common))
-        yield address
+        yield address, [proc.pid for proc in procs]
     finally:
         for proc in reversed(procs):
             _free_of(proc)
 
 
 def test_cli_on_a_real_scheduler_and_worker(cohort, tmp_path, dask_cluster, capsys):
+    address, groups = dask_cluster
     out = tmp_path / "out"
-    argv = ["batch", str(cohort), "--out", str(out), "--scheduler", dask_cluster, "--threads", "1", "-q",
+    argv = ["batch", str(cohort), "--out", str(out), "--scheduler", address, "--threads", "1", "-q",
             "--method", "average"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -207,10 +261,44 @@ def test_cli_on_a_real_scheduler_and_worker(cohort, tmp_path, dask_cluster, caps
     _check_first_run(cohort, out, ("skipped", "skipped"))
 
     good = _good_cohort(cohort)
-    assert main(["batch", str(good), "--out", str(out), "--scheduler", dask_cluster, "-q", "--force",
+    assert main(["batch", str(good), "--out", str(out), "--scheduler", address, "-q", "--force",
                  "--method", "average"]) == 0
     assert [r["status"] for r in _summary(out)] == ["ok", "ok"]
     assert "2 of 2 case(s) done" in capsys.readouterr().out
+    # Scheduler, nanny and worker (protocol and HTTP endpoints alike) listen on loopback only.
+    members = [pid for group in groups for pid in _process_group(group)]
+    assert len(members) >= 3 and _listening(members) and all(ip == "127.0.0.1" for ip, _ in _listening(members))
+
+
+def test_a_worker_that_dies_fails_only_its_case(cohort, stroke_dir, tmp_path, dask_cluster):
+    address, _ = dask_cluster
+    folder, out = cohort.parent, tmp_path / "out"
+    slow_a = folder / "t1_40.nrrd"  # MFEnet on 40 slices: long enough to be caught running
+    sitk.WriteImage(sitk.ReadImage(str(stroke_dir / "T1.nii.gz"))[:, :, 50:90], str(slow_a))
+    path = tmp_path / "dies.csv"
+    path.write_text(f"id,a,b,method\nslow,{slow_a},{folder / 't2.nrrd'},mfenet\n"
+                    f"quick,{folder / 't1.nrrd'},{folder / 't2.nrrd'},average\n")
+    box = {}
+    runner = threading.Thread(target=lambda: box.update(report=run_batch(
+        path, out, DEFAULTS, scheduler=address, progress=False, say=lambda m: None)))
+    runner.start()
+    try:
+        deadline, pid = time.monotonic() + 120, None
+        while pid is None and time.monotonic() < deadline and runner.is_alive():
+            match = re.search(r" pid (\d+):", (out / "slow" / "log.txt").read_text()) if (
+                out / "slow" / "log.txt").exists() else None
+            pid = int(match.group(1)) if match else None
+            time.sleep(0.1)
+        assert pid is not None and pid != os.getpid(), "the slow case never started on the worker"
+        os.kill(pid, signal.SIGKILL)  # the worker process our fixture's nanny started
+    finally:
+        runner.join(timeout=180)
+    assert not runner.is_alive() and "report" in box
+    slow, quick = box["report"].records
+    assert slow.status == "failed" and slow.error.startswith("The Dask worker fusing this case died")
+    assert quick.status == "ok" and (out / "quick" / "fused.nrrd").is_file()
+    assert not (out / "slow" / "fused.nrrd").exists() and not (out / "slow" / "case.json").exists()
+    assert "KilledWorker" in (out / "slow" / "log.txt").read_text()
 
 
 def test_cli_default_local_cluster_of_worker_processes(cohort, tmp_path, capsys):

@@ -50,12 +50,16 @@ def _local_client(workers: int, processes: bool, threads: Optional[int], memory_
     import dask
     from distributed import Client, LocalCluster
 
-    # Worker processes listen on loopback only and get the environment above; threads need neither. A worker
-    # past its memory limit is restarted by its nanny; the case it was fusing gets one more try, then fails.
-    spawned = {"host": "127.0.0.1", "env": _WORKER_ENV, "memory_limit": memory_limit} if processes else {}
+    # Everything listens on loopback only, over TCP even for threads (Dask's in-process transport would open its
+    # HTTP endpoints on every interface); the scheduler's HTTP endpoint takes a free port, not 8787. Worker
+    # processes get the environment above; one past its memory limit is restarted by its nanny, and the case it
+    # was fusing gets one more try, then fails.
+    spawned = {"env": _WORKER_ENV, "memory_limit": memory_limit} if processes else {}
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, resources={RESOURCE: 1},
-                         dashboard_address=None, **spawned) as cluster, Client(cluster) as client:
+                         host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, **spawned) as cluster, \
+            Client(cluster) as client:
         yield client, {RESOURCE: 1}, threads or max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -108,12 +112,22 @@ def _plan(specs: List[CaseSpec], out: Path, force: bool) -> Tuple[Dict[str, Case
 
 
 def _lost_case(spec: CaseSpec, digest: str, out: Path, error: BaseException) -> CaseRecord:
-    """The task itself failed (its worker died, or could not import MedFusion): record it in the case log."""
-    message = f"The Dask worker could not finish this case ({type(error).__name__}: {error})."
+    """The task itself failed (its worker died, or could not load MedFusion): one sentence in the summary, Dask's
+    full message in the case log."""
+    from datetime import datetime, timezone
+
+    from distributed import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        message = ("The Dask worker fusing this case died on every try (out of memory, or killed); see the case "
+                   "log and the workers' logs.")
+    else:
+        message = f"The Dask worker could not run this case ({type(error).__name__}); see the case log."
     case_dir = out / spec.id
     case_dir.mkdir(parents=True, exist_ok=True)
     with open(case_dir / LOG_NAME, "a", encoding="utf-8") as log:
-        log.write(f"failed on the cluster: {message}\n")
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        log.write(f"{stamp} failed on the cluster: {type(error).__name__}: {error}\n")
     return CaseRecord(id=spec.id, status=FAILED, method=spec.method, error=message, settings_hash=digest,
                       log=str(case_dir / LOG_NAME))
 
@@ -186,25 +200,48 @@ def run_batch(cohort, out_dir, defaults: CaseSpec, scheduler: Optional[str] = No
     return BatchReport(ordered, summary)
 
 
+def _slots(client, resources: Optional[dict]) -> int:
+    """How many cases the cluster runs at once now: its ``case`` resources, else its threads."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if resources:
+        return max(1, int(sum((w.get("resources") or {}).get(RESOURCE, 0) for w in workers)))
+    return max(1, sum(w.get("nthreads", 1) for w in workers))
+
+
 def _run_on_dask(client, resources, threads, to_run, out: Path, progress: bool, records: Dict[str, CaseRecord]):
-    """Submit one task per case and collect the records as they finish, with a progress bar over cases."""
+    """One task per case, with a progress bar over cases.
+
+    Only as many tasks as the cluster has slots are out at a time (the next is submitted when one finishes):
+    Dask would otherwise queue cases on workers, and a worker that dies counts against every case queued on it,
+    so one case that kills its worker could fail others. The slots are counted again as cases finish, so
+    workers that join later are used."""
     from distributed import as_completed
     from tqdm import tqdm
 
-    futures = {}
-    for spec, digest in to_run:
-        future = client.submit(run_case, spec, str(out), digest, threads, resources=resources,
-                               key=f"medfusion-case-{spec.id}-{uuid.uuid4().hex[:12]}", pure=False, retries=0)
-        futures[future] = (spec, digest)
-    with tqdm(total=len(futures), unit="case", desc="cases", file=sys.stderr, disable=not progress) as bar:
+    pending, in_flight, finished = list(to_run), {}, as_completed()
+
+    def submit_more():
+        free = _slots(client, resources) - len(in_flight)
+        while pending and free > 0:
+            spec, digest = pending.pop(0)
+            future = client.submit(run_case, spec, str(out), digest, threads, resources=resources,
+                                   key=f"medfusion-case-{spec.id}-{uuid.uuid4().hex[:12]}", pure=False, retries=0)
+            in_flight[future] = (spec, digest)
+            finished.add(future)
+            free -= 1
+
+    submit_more()
+    with tqdm(total=len(to_run), unit="case", desc="cases", file=sys.stderr, disable=not progress) as bar:
         failed = 0
-        for future in as_completed(futures):
-            spec, digest = futures[future]
+        for future in finished:
+            spec, digest = in_flight.pop(future)
             try:
                 record = future.result()
             except Exception as error:  # noqa: BLE001 - any task failure is this case's failure only
                 record = _lost_case(spec, digest, out, error)
+            future.release()  # the record is here now: a worker lost later must not make Dask redo the case
             records[spec.id] = record
             failed += not record.succeeded
             bar.set_postfix(failed=failed, refresh=False)
             bar.update(1)
+            submit_more()
