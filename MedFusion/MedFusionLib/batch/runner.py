@@ -22,7 +22,8 @@ from .manifest import settings_hash, up_to_date
 from .summary import FAILED, NOT_RUN, SKIPPED, CaseRecord, write_summary
 
 RESOURCE = "case"
-# Environment of local worker processes: idle OpenMP threads sleep (see cli.py), numpy pools stay small.
+# Environment of local worker processes: idle OpenMP threads sleep (see cli.py). Dask's nanny itself sets
+# OMP_NUM_THREADS=1 (and MKL/OpenBLAS) in workers; each case then sets its own share (case.limit_threads).
 _WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 Connection = Tuple[object, Optional[dict], Optional[int]]  # client, task resources, threads per case
 
@@ -41,7 +42,7 @@ class BatchReport:
 
 
 def default_workers(cases: int) -> int:
-    """Two cores per case by default (one core each on a 2-core machine), never more workers than cases."""
+    """One worker per two cores (each case gets two threads), at least one, never more workers than cases."""
     return max(1, min(cases, (os.cpu_count() or 1) // 2))
 
 
