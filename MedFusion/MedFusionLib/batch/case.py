@@ -80,8 +80,10 @@ def _fuse_and_write(spec: CaseSpec, case_dir: Path, digest: str, log: CaseLog, s
     from ..engine import fuse_volumes
     from ..volume_io import display_name, read_volume
 
-    warnings = []
+    warnings: list = []
     a, b = read_volume(spec.a, warnings), read_volume(spec.b, warnings)
+    for message in warnings:  # the engine logs its own warnings (captured by the case log); these are the reader's
+        log.line(f"warning: {message}")
     name_a, name_b = display_name(spec.a), display_name(spec.b)
     result = fuse_volumes(a, b, method=spec.method, axis=spec.axis, preset_a=spec.preset_a,
                           preset_b=spec.preset_b, device=spec.device, batch_size=spec.batch_size, edges=spec.edges,
@@ -110,8 +112,6 @@ def _fuse_and_write(spec: CaseSpec, case_dir: Path, digest: str, log: CaseLog, s
         outputs = staged.commit(manifest)
     finally:
         staged.discard()
-    for message in warnings:
-        log.line(f"warning: {message}")
     return CaseRecord(id=spec.id, status=OK, method=spec.method, seconds=seconds, overlap=result.overlap,
                       registration_offset_mm=offset, warnings=warnings,
                       outputs={key: str(path) for key, path in outputs.items()}, settings_hash=digest)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import InputError, MedFusionError
+from ..methods import DEFAULT_METHOD
 
 REQUIRED = ("id", "a", "b")
 OPTIONAL = ("method", "preset_a", "preset_b", "colormap_a", "colormap_b", "edges", "preview")
@@ -37,7 +38,7 @@ class CaseSpec:
     id: str
     a: str = ""  # absolute paths as the client sees them (a cluster needs the same paths on every worker)
     b: str = ""
-    method: str = "mfenet"
+    method: str = DEFAULT_METHOD
     options: Dict[str, Any] = field(default_factory=dict)
     preset_a: str = "auto"
     preset_b: str = "auto"
