@@ -44,6 +44,7 @@ TRAINABLES: Dict[str, str] = {
     "mfenet": "MedFusionLib.methods.mfenet:trainable",
     "edpsn": "MedFusionLib.methods.edpsn:trainable",
     "fusioncinn": "MedFusionLib.methods.fusioncinn:trainable",
+    "medfusionnet": "MedFusionLib.training_medfusionnet:trainable",
 }
 
 

@@ -60,6 +60,12 @@ REGISTRY = Registry([
                   "(in Chinese), Computer Measurement & Control (Jisuanji Celiang yu Kongzhi) 33(1): 147-154, 2025; "
                   "authors not legible in the available text.",
         reduced_precision=("bf16", "fp16")),
+    MethodInfo(
+        name="medfusionnet", title="MedFusion-Net", kind="network", module="medfusionnet", factory="build",
+        summary="MedFusion's own small network: a learnt saliency weight (from a soft pixel-max start) mixes the "
+                "two sources, plus a small bounded correction; full-resolution and 4x-downsampled context branches.",
+        reference="MedFusion project, 'MedFusion-Net' (this repository: MedFusionLib/methods/medfusionnet.py and "
+                  "reports/flagship/README.md), 2026; loss after the metrics of Zhao et al., 'CDDFuse', CVPR 2023."),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).

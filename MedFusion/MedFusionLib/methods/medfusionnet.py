@@ -1,0 +1,122 @@
+r"""MedFusion-Net: MedFusion's own small, fast fusion network (inference only; training in
+``MedFusionLib/training_medfusionnet.py``).
+
+The fused image is a per-pixel convex mix of the two sources plus a small bounded correction:
+
+    w = sigmoid((a - b) / T0 + h_w(a, b))          saliency weight: a soft pixel-max plus a learnt logit
+    F = w a + (1 - w) b + R tanh(h_r(a, b))         R = 0.05: a bounded residual (sharpening, contrast)
+
+h = head(local(x) ++ upsample(context(avgpool4(x)))), x = (a, b, a - b, |Sobel a|, |Sobel b|):
+
+    branch    resolution   layers (3x3 unless noted, LeakyReLU 0.1, replicate padding)
+    local     H x W        5 -> 12, 12 -> 12
+    context   H/4 x W/4    5 -> 16, 16 -> 16 (dilation 2), 16 -> 16 (dilation 4)  (receptive field ~120 px)
+    head      H x W        28 -> 12 (1x1), 12 -> 2 (3x3; zero-initialised)
+
+Why this shape (the measurements are in reports/flagship/README.md):
+
+* Scored the CDDFuse way, pixel-max already beats CDDFuse's published numbers on 5 of 8 metrics in two of the
+  three modality pairs; every hand rule that mixes in detail coefficients (Laplacian max-abs, base/detail with
+  a blurred base, unsharp masking) lost MI and VIF far more than it gained SF. A convex mix keeps the fused
+  grey levels a function of the sources' (MI, SSIM, VIF), so the network only has to learn WHERE to take which
+  source, and the residual is kept small (R).
+* The skip ``(a - b) / T0`` (T0 = 0.05) makes the untrained network the soft max rule, which on the validation
+  pairs beat hard max on EN and MI; the zero-initialised head starts exactly there and learns corrections.
+* Few channels at full resolution and a 4x-downsampled context branch keep it cheap: about 6,000 parameters
+  and 0.8 GFLOPs per 256x256 pair (``flops_per_pixel``).
+* Any size works: the pooling uses ``ceil_mode`` and the context is resized back to the exact input size.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Recorded in the weights manifest; change it whenever the layer layout changes.
+ARCHITECTURE = ("medfusionnet-v1: x=(a,b,a-b,|Sa|,|Sb|); local 5-12-12 @1; context avgpool4, 5-16-16(d2)-16(d4); "
+                "head 1x1 28-12, 3x3 12-2; w = sigmoid((a-b)/0.05 + h0), F = w a + (1-w) b + 0.05 tanh(h1)")
+LOCAL, CONTEXT, HEAD = 12, 16, 12
+POOL = 4
+T0 = 0.05  # temperature of the soft-max skip
+RESIDUAL = 0.05  # bound of the additive correction
+INPUTS = 5
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+
+
+def sobel(x: torch.Tensor):
+    """(Sx, Sy) Sobel responses (normalised by 8) of (N, 1, H, W) images, replicated borders."""
+    kernel = torch.stack([_SOBEL_X, _SOBEL_X.t()])[:, None].to(x)
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel)
+    return g[:, :1], g[:, 1:]
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    gx, gy = sobel(x)
+    return torch.sqrt(gx * gx + gy * gy + 1e-12)
+
+
+def _conv(c_in, c_out, k=3, dilation=1):
+    return nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation, padding_mode="replicate")
+
+
+class MedFusionNet(nn.Module):
+    """See the module docstring. ``forward`` returns the raw fused image, ``fuse`` the clamped one."""
+
+    def __init__(self):
+        super().__init__()
+        act = lambda: nn.LeakyReLU(0.1)  # noqa: E731
+        self.local = nn.Sequential(_conv(INPUTS, LOCAL), act(), _conv(LOCAL, LOCAL), act())
+        self.context = nn.Sequential(_conv(INPUTS, CONTEXT), act(), _conv(CONTEXT, CONTEXT, dilation=2), act(),
+                                     _conv(CONTEXT, CONTEXT, dilation=4), act())
+        self.head = nn.Sequential(_conv(LOCAL + CONTEXT, HEAD, 1), act(), _conv(HEAD, 2))
+        nn.init.zeros_(self.head[-1].weight)  # start as the soft max rule
+        nn.init.zeros_(self.head[-1].bias)
+
+    def maps(self, a: torch.Tensor, b: torch.Tensor):
+        """The weight map w and the residual r (both (N, 1, H, W))."""
+        h, w = a.shape[-2:]
+        x = torch.cat([a, b, a - b, sobel_magnitude(a), sobel_magnitude(b)], dim=1)
+        context = self.context(F.avg_pool2d(x, POOL, ceil_mode=True))
+        context = F.interpolate(context, size=(h, w), mode="bilinear", align_corners=False)
+        out = self.head(torch.cat([self.local(x), context], dim=1))
+        weight = torch.sigmoid((a - b) / T0 + out[:, :1])
+        return weight, RESIDUAL * torch.tanh(out[:, 1:])
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        weight, residual = self.maps(a, b)
+        return weight * a + (1 - weight) * b + residual
+
+    def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self(a, b).clamp(0.0, 1.0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_pixel() -> float:
+    """Multiply-adds x 2 per output pixel of the convolutions (the context branch at 1/POOL^2 of the pixels)."""
+    macs = 9 * (INPUTS * LOCAL + LOCAL * LOCAL) + (LOCAL + CONTEXT) * HEAD + 9 * HEAD * 2
+    macs += 9 * (INPUTS * CONTEXT + 2 * CONTEXT * CONTEXT) / POOL ** 2
+    return 2.0 * macs
+
+
+def load_model(device="cpu", weights_dir=None) -> MedFusionNet:
+    """MedFusion-Net with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode."""
+    from ..weights_store import load_state_dict
+
+    model = MedFusionNet()
+    model.load_state_dict(load_state_dict("medfusionnet", device="cpu", weights_dir=weights_dir))
+    return model.to(device).eval()
+
+
+def build(device, *, weights_dir=None):
+    """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
+    model = load_model(device, weights_dir)
+
+    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.fuse(a, b)
+
+    fuse.model = model  # for inspection (tests, benchmarks); not part of the method contract
+    return fuse

@@ -1,0 +1,162 @@
+"""MedFusion-Net: shipped weights, fusion on real held-out pairs, any size, loss terms, training smoke run.
+
+Real code paths only: the shipped weights, the shared Harvard images (validation cases from data_split), the
+real training machinery. Without the shared data these tests skip locally and FAIL in CI.
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import harvard_pair
+from MedFusionLib import data_split, training, weights_store
+from MedFusionLib.errors import WeightsError
+from MedFusionLib.methods import REGISTRY, medfusionnet
+from MedFusionLib.metrics import qabf
+from MedFusionLib.training_medfusionnet import loss_terms, ssim
+
+
+def _batch(*arrays) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
+
+
+def _validation_pairs(root, per_folder: int = 3):
+    """A few held-out pairs per folder, spread over the case, end slices skipped."""
+    pairs = data_split.list_pairs(root, "val")
+    chosen = {}
+    for folder in data_split.FOLDERS:
+        of_folder = [p for p in pairs if p.folder == folder]
+        idx = np.linspace(0, len(of_folder) - 1, per_folder + 2).round().astype(int)[1:-1]
+        chosen[folder] = [of_folder[i] for i in idx]
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------- weights
+def test_registry_entry_and_size():
+    info = REGISTRY.get("medfusionnet")
+    assert (info.title, info.kind, info.module) == ("MedFusion-Net", "network", "medfusionnet")
+    model = medfusionnet.MedFusionNet()
+    assert medfusionnet.count_parameters(model) < 20_000
+    assert medfusionnet.flops_per_pixel() * 256 * 256 < 1e9  # under 1 GFLOP per 256x256 pair
+
+
+def test_shipped_weights_load_offline_and_match_the_manifest(monkeypatch):
+    entry = weights_store.manifest_entry("medfusionnet")
+    path = weights_store.weights_path("medfusionnet")
+    assert entry["sha256"] == weights_store.sha256_file(path)
+    assert entry["architecture"] == medfusionnet.ARCHITECTURE
+    assert entry["parameters"] == medfusionnet.count_parameters(medfusionnet.MedFusionNet())
+    assert entry["data"]["validation_cases"] == {k: list(v) for k, v in data_split.VALIDATION_CASES.items()}
+    assert entry["recipe"]["command"] and entry["recipe"]["seed"] == 0
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("MedFusion-Net tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    fuse = REGISTRY.get("medfusionnet").build("cpu")
+    assert not fuse.model.training
+    untrained = medfusionnet.MedFusionNet().state_dict()
+    assert not torch.equal(fuse.model.state_dict()["head.2.weight"], untrained["head.2.weight"])  # it was trained
+
+
+def test_corrupted_or_missing_weights_raise_weights_error(tmp_path):
+    folder = tmp_path / "weights"
+    shutil.copytree(weights_store.WEIGHTS_DIR, folder)
+    path = folder / "medfusionnet.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=r"medfusionnet\.pt.*corrupted"):
+        medfusionnet.build("cpu", weights_dir=folder)
+    path.unlink()
+    with pytest.raises(WeightsError, match=r"medfusionnet\.pt.*missing"):
+        medfusionnet.build("cpu", weights_dir=folder)
+
+
+# ---------------------------------------------------------------------------------------------- fusion
+def test_fuses_validation_pairs_deterministically_and_beats_average(harvard_dir):
+    fuse = REGISTRY.get("medfusionnet").build("cpu")
+    for folder, pairs in _validation_pairs(harvard_dir).items():
+        assert all(data_split.split_of(p.folder, p.case) == "val" for p in pairs)
+        a = _batch(*(data_split.read_y(p.path_a) for p in pairs))
+        b = _batch(*(data_split.read_y(p.path_b) for p in pairs))
+        a_copy, b_copy = a.clone(), b.clone()
+        fused = fuse(a, b)
+        assert torch.equal(fused, fuse(a, b))  # deterministic on the CPU
+        assert torch.equal(a, a_copy) and torch.equal(b, b_copy)  # inputs untouched
+        assert fused.dtype == torch.float32 and fused.shape == a.shape
+        assert torch.isfinite(fused).all() and 0 <= float(fused.min()) and float(fused.max()) <= 1
+        average = (a + b) / 2
+
+        def mean_qabf(f):
+            return np.mean([qabf(x[0], y[0], z[0], data_range=1.0) for x, y, z in zip(a.numpy(), b.numpy(), f.numpy())])
+
+        q_net, q_avg = mean_qabf(fused), mean_qabf(average)
+        assert q_net > q_avg + 0.1, (folder, q_net, q_avg)
+
+
+def test_any_size_and_a_constant_input(harvard_dir):
+    a, b = harvard_pair("PET-MRI", "41066.png")
+    fuse = medfusionnet.build("cpu")
+    x, y = _batch(a[20:121, 30:105]), _batch(b[20:121, 30:105])  # 101 x 75: not a multiple of the pooling
+    fused = fuse(x, y)
+    assert fused.shape == (1, 1, 101, 75) and torch.isfinite(fused).all()
+    whole = fuse(_batch(a), _batch(b))[..., 20:121, 30:105]
+    inner = (slice(None), slice(None), slice(20, -20), slice(20, -20))  # away from the crop's borders
+    assert float((fused[inner] - whole[inner]).abs().max()) < 0.05  # the crop fuses like the whole image
+    tiny = fuse(x[..., :3, :2], y[..., :3, :2])
+    assert tiny.shape == (1, 1, 3, 2) and torch.isfinite(tiny).all()
+    zeros = torch.zeros_like(x)
+    assert torch.isfinite(fuse(zeros, zeros)).all()
+
+
+def test_untrained_network_is_the_soft_max_rule(harvard_dir):
+    a, b = harvard_pair("CT-MRI", "41012.png")
+    x, y = _batch(a), _batch(b)
+    with torch.no_grad():
+        fused = medfusionnet.MedFusionNet()(x, y)
+    weight = torch.sigmoid((x - y) / medfusionnet.T0)
+    assert torch.allclose(fused, weight * x + (1 - weight) * y, atol=1e-6)
+    assert float((fused - torch.maximum(x, y)).abs().mean()) < 0.01
+
+
+def test_loss_terms_reward_the_sources_structure(harvard_dir):
+    a, b = harvard_pair("SPECT-MRI", "29015.png")
+    x, y = _batch(a), _batch(b)
+    assert abs(float(ssim(x, x)) - 1.0) < 1e-6
+    best, average = loss_terms(torch.maximum(x, y), x, y), loss_terms((x + y) / 2, x, y)
+    assert float(best["intensity"]) == 0.0
+    assert float(best["gradient"]) < float(average["gradient"])
+    assert all(torch.isfinite(v) for v in best.values())
+
+
+# -------------------------------------------------------------------------------------------- training
+def test_training_smoke_runs_validates_and_resumes_exactly(tmp_path, harvard_dir):
+    pairs = data_split.list_pairs(harvard_dir, "train")
+    chosen = pairs[::len(pairs) // 3][:3]  # 3 training pairs spread over the folders
+    images = np.stack([np.stack([data_split.read_y(p.path_a), data_split.read_y(p.path_b)])[:, 96:160, 96:160]
+                       for p in chosen])
+    meta = [{"folder": p.folder, "case": p.case, "slice": p.slice, "modality": f"{p.modality_a}+{p.modality_b}"}
+            for p in chosen]
+    small = training.Items(images.astype(np.float32), meta)
+    trainable = training.get_trainable("medfusionnet")
+    assert trainable.unit == "pair" and set(trainable.recipes) >= {"cpu", "gpu", "smoke"}
+    logs = []
+    summary = training.train(trainable, "smoke", tmp_path / "a", train_items=small, val_items=small, log=logs.append)
+    assert summary["finished"] and summary["best"]["metric"] == "qabf_folder_mean"
+    assert 0 < summary["best"]["value"] <= 1 and np.isfinite(summary["last_loss"])
+    with open(tmp_path / "a" / "log.csv") as handle:
+        assert [r for r in csv.DictReader(handle) if r["train_loss"]]
+    training.train(trainable, "smoke", tmp_path / "b", steps=2, train_items=small, val_items=small, log=logs.append)
+    training.train(trainable, "smoke", tmp_path / "b", steps=summary["steps"], resume=True, train_items=small,
+                   val_items=small, log=logs.append)
+    first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    second = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["head.2.weight"], torch.zeros_like(first["head.2.weight"]))  # it learnt
