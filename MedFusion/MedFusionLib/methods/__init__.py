@@ -65,7 +65,8 @@ REGISTRY = Registry([
         summary="MedFusion's own small network: a learnt saliency weight (from a soft pixel-max start) mixes the "
                 "two sources, plus a small bounded correction; full-resolution and 4x-downsampled context branches.",
         reference="MedFusion project, 'MedFusion-Net' (this repository: MedFusionLib/methods/medfusionnet.py and "
-                  "reports/flagship/README.md), 2026; loss after the metrics of Zhao et al., 'CDDFuse', CVPR 2023."),
+                  "reports/flagship/README.md), 2026; loss after the metrics of Zhao et al., 'CDDFuse', CVPR 2023.",
+        reduced_precision=("bf16", "fp16")),
 ])
 
 # The method used when none is named (CLI, demo, Slicer).

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._network import fuse_function, load_trained
 from .cinn_blocks import ChannelPermutation, ConditionalAffineCoupling, HaarDownsample, WaveletConditions
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
@@ -182,23 +183,12 @@ def count_parameters(model: nn.Module) -> int:
 
 def load_model(device="cpu", weights_dir=None) -> FusionCINN:
     """FusionCINN with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    from ..weights_store import load_state_dict
-
-    model = FusionCINN()
-    model.load_state_dict(load_state_dict("fusioncinn", device="cpu", weights_dir=weights_dir))
-    return model.to(device).eval()
+    return load_trained(FusionCINN(), "fusioncinn", device, weights_dir)
 
 
 def build(device, *, weights_dir=None):
     """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
-    model = load_model(device, weights_dir)
-
-    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model.fuse(a, b)
-
-    fuse.model = model  # for inspection (tests, benchmarks); not part of the method contract
-    return fuse
+    return fuse_function(load_model(device, weights_dir))
 
 
 # ----------------------------------------------------------------------------------------------- training

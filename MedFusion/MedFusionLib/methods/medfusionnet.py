@@ -22,8 +22,9 @@ Why this shape (the measurements are in reports/flagship/README.md):
   source, and the residual is kept small (R).
 * The skip ``(a - b) / T0`` (T0 = 0.05) makes the untrained network the soft max rule, which on the validation
   pairs beat hard max on EN and MI; the zero-initialised head starts exactly there and learns corrections.
-* Few channels at full resolution and a 4x-downsampled context branch keep it cheap: about 6,000 parameters
-  and 0.8 GFLOPs per 256x256 pair (``flops_per_pixel``).
+* Few channels at full resolution and a 4x-downsampled context branch keep it cheap: 7,802 parameters and
+  0.36 GFLOPs per 256x256 pair (``flops_per_pixel``), measured 20x faster than the naive float32 MFEnet loop.
+* The residual bound, loss weights and checkpoint were chosen by the short runs recorded in that report.
 * Any size works: the pooling uses ``ceil_mode`` and the context is resized back to the exact input size.
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ._network import count_parameters, fuse_function, load_trained  # noqa: F401 (count_parameters: API)
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
 ARCHITECTURE = ("medfusionnet-v1: x=(a,b,a-b,|Sa|,|Sb|); local 5-12-12 @1; context avgpool4, 5-16-16(d2)-16(d4); "
@@ -90,10 +93,6 @@ class MedFusionNet(nn.Module):
         return self(a, b).clamp(0.0, 1.0)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def flops_per_pixel() -> float:
     """Multiply-adds x 2 per output pixel of the convolutions (the context branch at 1/POOL^2 of the pixels)."""
     macs = 9 * (INPUTS * LOCAL + LOCAL * LOCAL) + (LOCAL + CONTEXT) * HEAD + 9 * HEAD * 2
@@ -102,21 +101,10 @@ def flops_per_pixel() -> float:
 
 
 def load_model(device="cpu", weights_dir=None) -> MedFusionNet:
-    """MedFusion-Net with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode."""
-    from ..weights_store import load_state_dict
-
-    model = MedFusionNet()
-    model.load_state_dict(load_state_dict("medfusionnet", device="cpu", weights_dir=weights_dir))
-    return model.to(device).eval()
+    """MedFusion-Net with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
+    return load_trained(MedFusionNet(), "medfusionnet", device, weights_dir)
 
 
 def build(device, *, weights_dir=None):
     """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
-    model = load_model(device, weights_dir)
-
-    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model.fuse(a, b)
-
-    fuse.model = model  # for inspection (tests, benchmarks); not part of the method contract
-    return fuse
+    return fuse_function(load_model(device, weights_dir))
