@@ -5,7 +5,9 @@ There is no ground-truth fused image, so the loss is built from what the CDDFuse
 * intensity   |F - max(A, B)|                       pixel-max scores highest on SD, MI, VIF among hand rules
 * gradient    |S F - S_strong|, x and y             S_strong = the Sobel vector of the source whose gradient is
                                                     stronger at that pixel (Q_AB/F and SF reward keeping it)
-* structure   2 - SSIM(F, A) - SSIM(F, B)            7x7 uniform windows, as the scorer's SSIM
+* structure   2 - SSIM(F, A) - SSIM(F, B)            7x7 uniform windows, as the scorer's SSIM (weight 0: it cost MI)
+* scd         2 - corr(F - B, A) - corr(F - A, B)   the SCD metric itself (the gradient term costs SCD)
+* contrast    relu(1.03 std(max(A, B)) - std(F))    per crop, toward a little more SD than pixel-max (weight 0: no gain)
 
 The weights of the terms were chosen by short runs (reports/flagship/README.md).
 """
@@ -18,7 +20,8 @@ from torch.nn import functional as F
 
 from .methods.medfusionnet import ARCHITECTURE, MedFusionNet, sobel
 
-LOSS_WEIGHTS: Dict[str, float] = {"intensity": 1.0, "gradient": 8.0, "structure": 0.0, "scd": 0.05}
+LOSS_WEIGHTS: Dict[str, float] = {"intensity": 1.0, "gradient": 8.0, "structure": 0.0, "scd": 0.05, "contrast": 0.0}
+CONTRAST_MARGIN = 1.03  # the contrast term asks for a standard deviation 3% above pixel-max's
 SSIM_WINDOW = 7
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # data range 1
 
@@ -46,7 +49,8 @@ def loss_terms(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> Dict[st
     return {"intensity": (fused - torch.maximum(a, b)).abs().mean(),
             "gradient": (fx - tx).abs().mean() + (fy - ty).abs().mean(),
             "structure": 2.0 - ssim(fused, a) - ssim(fused, b),
-            "scd": 2.0 - (_correlation(fused - b, a) + _correlation(fused - a, b)).mean()}
+            "scd": 2.0 - (_correlation(fused - b, a) + _correlation(fused - a, b)).mean(),
+            "contrast": F.relu(CONTRAST_MARGIN * torch.maximum(a, b).flatten(1).std(1) - fused.flatten(1).std(1)).mean()}
 
 
 def make_loss(weights: Dict[str, float]):
@@ -59,7 +63,8 @@ def make_loss(weights: Dict[str, float]):
 
 def describe(weights: Dict[str, float]) -> str:
     return (f"{weights['intensity']} * mean|F - max(A,B)| + {weights['gradient']} * mean(|SxF - Tx| + |SyF - Ty|) "
-            f"+ {weights['structure']} * (2 - SSIM(F,A) - SSIM(F,B)) + {weights['scd']} * (2 - corr(F-B,A) - corr(F-A,B)); "
+            f"+ {weights['structure']} * (2 - SSIM(F,A) - SSIM(F,B)) + {weights['scd']} * (2 - corr(F-B,A) - corr(F-A,B)) "
+            f"+ {weights['contrast']} * relu({CONTRAST_MARGIN} std(max(A,B)) - std(F)) per crop; "
             "S = Sobel/8, T = the Sobel vector of the "
             "source with the stronger gradient at each pixel, SSIM over 7x7 uniform windows; F the raw output")
 
