@@ -1,4 +1,4 @@
-"""The ``medfusion`` command line: fuse, evaluate, methods, demo.
+"""The ``medfusion`` command line: fuse, evaluate, methods, demo, doctor (and --version).
 
 Errors a user can fix print one sentence on stderr and exit with status 2; no partial output file remains.
 """
@@ -16,8 +16,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
-from . import __version__  # noqa: E402
 from .acceleration import PRECISIONS  # noqa: E402
+from .doctor import VersionAction, run as run_doctor  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
@@ -254,7 +254,7 @@ def _add_evaluate_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medfusion", description="Fuse two co-registered medical volumes "
                                      "(CT, MR, PET, SPECT) with deep or classic methods.")
-    parser.add_argument("--version", action="version", version=f"medfusion {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     fuse = sub.add_parser("fuse", help="fuse B into A's geometry",
@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = sub.add_parser("methods", help="list the fusion methods and their references")
     methods.set_defaults(handler=cmd_methods)
+
+    doctor = sub.add_parser("doctor", help="versions, CPU/GPU, the precision 'auto' picks, weights checks: "
+                                           "paste its output into a bug report")
+    doctor.set_defaults(handler=lambda args: run_doctor())
 
     demo = sub.add_parser("demo", help="fuse the built-in CT/MR head phantom and write a preview")
     demo.add_argument("--out", default="medfusion-demo", help="output folder (default ./medfusion-demo)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,16 +26,9 @@ def machine_description() -> str:
     """'AMD EPYC, 2 cores, torch 2.x with 1 thread(s)': the CPU model from /proc/cpuinfo where there is one."""
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]} with " \
+    from ..doctor import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]} with " \
            f"{torch.get_num_threads()} thread(s)"
 
 
@@ -105,7 +97,7 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
         source = f"Data: `{volumes[0]}` (A, reference) + `{volumes[1]}` (B)"
     for message in evaluation.warnings[reported:]:
         warn(message)
-    if any("colour" in n.lower() for n in evaluation.notes):
+    if any(n.startswith(COLOUR_NOTE) for n in evaluation.notes):  # only when a colour pair was scored
         say(f"note: {COLOUR_NOTE}")
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = ([f"Command: `{command}`"] if command else []) + [
