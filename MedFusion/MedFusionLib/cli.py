@@ -24,6 +24,7 @@ from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .methods.registry import parse_option  # noqa: E402
 
 EXIT_USAGE = 2
+DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
 EXIT_INTERRUPTED = 130
 
 
@@ -136,8 +137,8 @@ def cmd_demo(args) -> int:
     phantom = make_head_phantom(modalities=("ct", "mr"), scale=args.scale)
     bar = _ProgressBar(True, "fusing")
     try:
-        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a="ct", preset_b="mr",
-                              device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
+        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a=DEMO_CT_WINDOW,
+                              preset_b="mr", device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
     finally:
         bar.close()
     paths = {"ct": out / "phantom_ct.nrrd", "mr": out / "phantom_mr.nrrd",
@@ -147,7 +148,8 @@ def cmd_demo(args) -> int:
     preview = save_preview(phantom["ct"], phantom["mr"], result, out / "preview.png", titles=("CT", "MR"))
     for message in result.warnings:
         _warn(message)
-    print(f"medfusion demo: CT + MR: {result.summary()}")
+    print(f"medfusion demo: CT + MR: {result.summary()}; windows: CT {result.windows['A'].how}, "
+          f"MR {result.windows['B'].how}")
     for name, path in {**paths, "preview": preview}.items():
         print(f"  {name:<8} {path}")
     print(f"medfusion demo: done in {time.perf_counter() - started:.1f} s")
@@ -155,7 +157,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate, parse_list
+    from .evaluation import evaluate, parse_list, progress
 
     if args.threads is not None:
         import torch
@@ -168,7 +170,7 @@ def cmd_evaluate(args) -> int:
         metrics=parse_list(args.metrics, "metrics"), folders=parse_list(args.folders, "folders"),
         cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
         preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
-        save_fused=args.save_fused, say=lambda m: print(f"medfusion evaluate: {m}", flush=True), warn=_warn,
+        save_fused=args.save_fused, say=lambda m: progress.write(f"medfusion evaluate: {m}"), warn=_warn,
         progress_bars=not args.quiet, command=_evaluate_command(args))
     for name, path in paths.items():
         print(f"  {name:<9} {path}")

@@ -84,7 +84,10 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
         _prepare_out(out)
         say(f"evaluating {sum(len(f.pairs) for f in chosen)} pair(s) in {', '.join(f.name for f in chosen)} "
             f"with {', '.join(runner.methods)}; {len(runner.metrics)} metrics")
-        evaluation = evaluate_pairs(chosen, runner)
+        try:
+            evaluation = evaluate_pairs(chosen, runner)
+        finally:
+            runner.close_bars()  # also on an error or Ctrl-C: the terminal is left clean
         source = f"Data: `{pairs_dir}`"
     else:
         reported = 0
@@ -93,7 +96,10 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
         _prepare_out(out)
         say(f"evaluating {volumes[0]} + {volumes[1]} ({axis} slices) with {', '.join(runner.methods)}; "
             f"{len(runner.metrics)} metrics")
-        evaluation = evaluate_volumes(volumes[0], volumes[1], runner, axis=axis, every=every, limit=limit)
+        try:
+            evaluation = evaluate_volumes(volumes[0], volumes[1], runner, axis=axis, every=every, limit=limit)
+        finally:
+            runner.close_bars()  # also on an error or Ctrl-C: the terminal is left clean
         source = f"Data: `{volumes[0]}` (A, reference) + `{volumes[1]}` (B)"
     for message in evaluation.warnings[reported:]:
         warn(message)
