@@ -1,20 +1,11 @@
 """`medfusion evaluate` shows one overall bar across folders and methods, with elapsed and remaining time."""
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
-from MedFusionLib.cli import main
+from test_evaluate import run_cli as _run  # (exit code, stdout, stderr) of `medfusion ...`
 
 ETA = re.compile(r"\[\d\d:\d\d<\d\d:\d\d")  # tqdm's [elapsed<remaining]
-
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def _overall_states(stderr: str):
