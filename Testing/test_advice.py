@@ -97,3 +97,14 @@ def test_pet_given_as_the_reference_warns_and_ct_as_the_reference_does_not(sts):
     coarse_ct = sitk.Shrink(sts["CT_crop"], [4, 4, 1])
     assert voxel_ratio(coarse_ct, sts["MR_T1"]) >= COARSER_BY
     assert not any("functional" in w for w in _warnings(coarse_ct, sts["MR_T1"], "CT", "MR"))
+
+
+def test_a_colour_pet_given_as_a_warns_and_the_usual_order_does_not(harvard_dir):
+    from MedFusionLib.volume_io import read_volume
+
+    folder = harvard_dir / "PET-MRI"
+    name = sorted(p.name for p in (folder / "PET").iterdir())[0]
+    pet, mri = read_volume(folder / "PET" / name), read_volume(folder / "MRI" / name)
+    [message] = _warnings(pet, mri, "PET", "MRI")
+    assert "'PET' is a colour (functional) image given as A" in message and "Give 'MRI' as A" in message
+    assert _warnings(mri, pet, "MRI", "PET") == []

@@ -8,7 +8,8 @@ and to stay silent on ordinary pairs (sts_001 CT + PET, the stroke T1 + T2, the 
 * overlap: sts_001 CT + MR (the MR covers about 60-80% of the CT) warns; CT + PET (one PET/CT scan) and the
   demo (99% overlap: only the oblique MR's corners miss the CT) do not;
 * labelmap: sts_001 ``CT_mask.nii.gz`` (values 0 and 1) warns; 8-bit MR with 240 grey levels does not;
-* functional A: sts_001 PET as A (SUV, voxels 4.7 mm beside the CT's 0.98 mm) warns; CT as A does not.
+* functional A: sts_001 PET as A (SUV, voxels 4.7 mm beside the CT's 0.98 mm) and a Harvard pseudo-colour PET
+  as A beside its MRI warn; CT as A, or the MRI as A beside the colour PET, does not.
 """
 from __future__ import annotations
 
@@ -65,9 +66,15 @@ def voxel_ratio(a: sitk.Image, b: sitk.Image) -> float:
 
 def _functional_reference_warning(a: sitk.Image, b: sitk.Image, a_is_colour: bool, b_is_colour: bool,
                                   name_a: str, name_b: str) -> List[str]:
-    """A functional volume (colour, or non-negative uptake) much coarser than an anatomical B given as A."""
+    """A functional image given as A: a colour one beside a grey B, or non-negative uptake much coarser than B."""
+    if b_is_colour:
+        return []
+    if a_is_colour:  # e.g. a pseudo-colour PET as A: the networks treat B as the functional source (EDPSN's EEM)
+        return [f"'{name_a}' is a colour (functional) image given as A, beside the grey '{name_b}': MedFusion takes "
+                f"A as the anatomical reference and B as the functional source (networks such as EDPSN enhance B as "
+                f"such). Give '{name_b}' as A and '{name_a}' as B."]
     ratio = voxel_ratio(a, b)
-    if ratio < COARSER_BY or b_is_colour:
+    if ratio < COARSER_BY:
         return []
     if not a_is_colour:
         sample = _sample(sitk.GetArrayViewFromImage(a))
