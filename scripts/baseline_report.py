@@ -200,7 +200,7 @@ def load_report(out: Path, chosen, methods):
     from MedFusionLib.evaluation.runner import Evaluation, check_methods
 
     try:
-        with open(out / "results.csv", newline="") as handle:
+        with open(out / "results.csv", newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             text_columns = ("pair", "image", "method")
             rows = [{k: (v if k in text_columns else float(v)) for k, v in row.items()} for row in reader]
