@@ -1,4 +1,4 @@
-"""The ``medfusion`` command line: fuse, evaluate, batch (in batch/cli.py), methods, demo.
+"""The ``medfusion`` command line: fuse, evaluate, batch (in batch/cli.py), methods, demo, doctor (and --version).
 
 Errors a user can fix print one sentence on stderr and exit with status 2; no partial output file remains.
 """
@@ -16,15 +16,16 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
-from . import __version__  # noqa: E402
 from .acceleration import PRECISIONS  # noqa: E402
 from .batch.cli import add_parser as add_batch_parser  # noqa: E402
+from .doctor import VersionAction, run as run_doctor  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .methods.registry import parse_option  # noqa: E402
 
 EXIT_USAGE = 2
+DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
 EXIT_INTERRUPTED = 130
 
 
@@ -137,8 +138,8 @@ def cmd_demo(args) -> int:
     phantom = make_head_phantom(modalities=("ct", "mr"), scale=args.scale)
     bar = _ProgressBar(True, "fusing")
     try:
-        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a="ct", preset_b="mr",
-                              device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
+        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a=DEMO_CT_WINDOW,
+                              preset_b="mr", device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
     finally:
         bar.close()
     paths = {"ct": out / "phantom_ct.nrrd", "mr": out / "phantom_mr.nrrd",
@@ -148,7 +149,8 @@ def cmd_demo(args) -> int:
     preview = save_preview(phantom["ct"], phantom["mr"], result, out / "preview.png", titles=("CT", "MR"))
     for message in result.warnings:
         _warn(message)
-    print(f"medfusion demo: CT + MR: {result.summary()}")
+    print(f"medfusion demo: CT + MR: {result.summary()}; windows: CT {result.windows['A'].how}, "
+          f"MR {result.windows['B'].how}")
     for name, path in {**paths, "preview": preview}.items():
         print(f"  {name:<8} {path}")
     print(f"medfusion demo: done in {time.perf_counter() - started:.1f} s")
@@ -156,7 +158,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate, parse_list
+    from .evaluation import evaluate, parse_list, progress
 
     if args.threads is not None:
         import torch
@@ -169,7 +171,7 @@ def cmd_evaluate(args) -> int:
         metrics=parse_list(args.metrics, "metrics"), folders=parse_list(args.folders, "folders"),
         cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
         preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
-        save_fused=args.save_fused, say=lambda m: print(f"medfusion evaluate: {m}", flush=True), warn=_warn,
+        save_fused=args.save_fused, say=lambda m: progress.write(f"medfusion evaluate: {m}"), warn=_warn,
         progress_bars=not args.quiet, command=_evaluate_command(args))
     for name, path in paths.items():
         print(f"  {name:<9} {path}")
@@ -255,7 +257,7 @@ def _add_evaluate_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medfusion", description="Fuse two co-registered medical volumes "
                                      "(CT, MR, PET, SPECT) with deep or classic methods.")
-    parser.add_argument("--version", action="version", version=f"medfusion {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     fuse = sub.add_parser("fuse", help="fuse B into A's geometry",
@@ -296,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = sub.add_parser("methods", help="list the fusion methods and their references")
     methods.set_defaults(handler=cmd_methods)
+
+    doctor = sub.add_parser("doctor", help="versions, CPU/GPU, the precision 'auto' picks, weights checks: "
+                                           "paste its output into a bug report")
+    doctor.set_defaults(handler=lambda args: run_doctor())
 
     demo = sub.add_parser("demo", help="fuse the built-in CT/MR head phantom and write a preview")
     demo.add_argument("--out", default="medfusion-demo", help="output folder (default ./medfusion-demo)")

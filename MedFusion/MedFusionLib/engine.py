@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import colour, edges as edge_maps
+from . import advice, colour, edges as edge_maps
 from .acceleration import Plan, accelerate, plan_precision
 from .errors import Cancelled, InputError
 from .geometry import fields_of_view_may_overlap, slice_layout
@@ -170,6 +170,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     if src_a.is_colour and src_b.is_colour:
         raise InputError(f"'{name_a}' and '{name_b}' are both colour images; MedFusion fuses one colour "
                          f"(functional) image with a grey (anatomical) one.")
+    warnings += advice.about_inputs(a, b, src_a.is_colour, src_b.is_colour, name_a, name_b)
     reference, moving = ReferenceSlabs(src_a, layout), MovingSlabs(src_b, a, layout)
     colour_source = "A" if src_a.is_colour else ("B" if src_b.is_colour else None)
 
@@ -232,9 +233,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     overlap = float(inside_voxels) / float(np.prod(shape))
     if overlap == 0.0:
         raise _no_overlap(name_a, name_b)
-    if overlap < 1.0:
-        warnings.append(f"Only {100 * overlap:.1f}% of '{name_a}' lies inside the field of view of '{name_b}'; "
-                        f"'{name_b}' is 0 elsewhere.")
+    warnings += advice.about_overlap(overlap, name_a, name_b)
     for message in warnings:
         log.warning(message)
 

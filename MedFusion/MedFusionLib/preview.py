@@ -49,7 +49,8 @@ def save_preview(a: sitk.Image, b: sitk.Image, result, path, titles=("A", "B"), 
         from .colour import apply_colour_table, colour_table
 
         b_on_a = apply_colour_table(b_on_a, colour_table(colormap_b))
-    columns = [(f"{titles[0]} ({result.windows['A'].how.split(':')[0]})", _window(a, result.windows["A"])),
+    preset_a = result.windows["A"].how.split(" ")[0].rstrip(":")  # e.g. "ct:brain", "mr", "colour"
+    columns = [(f"{titles[0]} ({preset_a})", _window(a, result.windows["A"])),
                (f"{titles[1]} on {titles[0]}'s grid", b_on_a),
                (f"fused: {result.method}", _window(result.fused, None) if result.colour_source
                 else sitk.GetArrayFromImage(result.fused)),

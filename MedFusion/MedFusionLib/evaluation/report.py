@@ -93,12 +93,12 @@ def _decimals(values: Sequence[float]) -> int:
     return int(min(4, max(1, 3 - math.floor(math.log10(top)))))
 
 
-def _cell(mean: float, sd: float, column: str, decimals: int) -> str:
+def _cell(mean: float, sd: Optional[float], column: str, decimals: int) -> str:
     if not np.isfinite(mean):
         return "n/a"
     if column == SECONDS:
-        return f"{mean:.3g} ± {sd:.2g}"
-    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+        return f"{mean:.3g}" + ("" if sd is None else f" ± {sd:.2g}")
+    return f"{mean:.{decimals}f}" + ("" if sd is None else f" ± {sd:.{decimals}f}")
 
 
 def group_rows(evaluation: Evaluation) -> List[Tuple[str, List[dict]]]:
@@ -109,8 +109,9 @@ def group_rows(evaluation: Evaluation) -> List[Tuple[str, List[dict]]]:
     return out
 
 
-def table(evaluation: Evaluation, rows: Sequence[dict]) -> Tuple[List[str], Dict[str, List[str]]]:
-    """Markdown lines of one methods x (time + metrics) table, and column -> best methods."""
+def table(evaluation: Evaluation, rows: Sequence[dict], sd: bool = True) -> Tuple[List[str], Dict[str, List[str]]]:
+    """Markdown lines of one methods x (time + metrics) table (mean ± sd, or the mean alone), and column -> best
+    methods."""
     cols = [SECONDS, *evaluation.metrics]
     stats = {c: summarise(rows, evaluation.methods, c) for c in cols}
     best = {c: best_methods(stats[c], c) for c in cols}
@@ -121,8 +122,8 @@ def table(evaluation: Evaluation, rows: Sequence[dict]) -> Tuple[List[str], Dict
     for method in evaluation.methods:
         cells = [f"`{method}`"]
         for c in cols:
-            mean, sd, _ = stats[c][method]
-            text = _cell(mean, sd, c, decimals[c])
+            mean, spread, _ = stats[c][method]
+            text = _cell(mean, spread if sd else None, c, decimals[c])
             cells.append(f"**{text}**" if method in best[c] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return lines, best

@@ -30,6 +30,7 @@ from ..colour import luminance
 from ..errors import InputError, MedFusionError
 from ..metrics import METRICS, evaluate_all
 from .pairs import PairFolder
+from .progress import Bar, overall_bar
 
 COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
                "fused RGB -> Y, against the functional image's Y and the grey (anatomical) image.")
@@ -201,25 +202,6 @@ def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     os.replace(staging, path)
 
 
-class _Bar:
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.bar = None
-        if enabled:
-            import sys
-
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="slice", desc=label, file=sys.stderr, leave=False)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ---------------------------------------------------------------------------------- the fusion loop
 
 
@@ -251,6 +233,7 @@ class Runner:
         self.jobs, self.save_fused = jobs, save_fused
         self.say = say or (lambda message: None)
         self.progress_bars = progress_bars
+        self.overall = Bar(False, 0, "")  # replaced by begin() once the number of results is known
         self.rows: List[dict] = []
         self.warnings: List[str] = []
         self.colour_groups: List[str] = []
@@ -262,6 +245,14 @@ class Runner:
         """The rows by pair (in order of appearance), then method (in the order given)."""
         return sorted(self.rows, key=lambda r: (self._position[(r["pair"], r["image"])],
                                                 self.methods.index(r["method"])))
+
+    def begin(self, n_slices: int) -> None:
+        """Start the overall progress bar: ``n_slices`` slices to score, each with every method."""
+        self.overall.close()
+        self.overall = overall_bar(self.progress_bars, n_slices * len(self.methods))
+
+    def close_bars(self) -> None:
+        self.overall.close()
 
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -319,7 +310,7 @@ class Runner:
             grey = fused_luminance(fused, colour)
 
             started = time.perf_counter()
-            bar = _Bar(self.progress_bars, len(job.keep), f"{job.group} {method}")
+            bar = Bar(self.progress_bars, len(job.keep), f"{job.group} {method}", overall=self.overall)
             try:
                 scores = scorer.score(src_a, src_b, grey, bar)
             finally:
@@ -374,6 +365,7 @@ def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
     started = time.perf_counter()
     montage: List[MontageRow] = []
     shapes = []
+    runner.begin(sum(len(folder.pairs) for folder in folders))
     with Scorer(runner.metrics, runner.jobs) as scorer:
         for folder in folders:
             pairs = folder.pairs
@@ -442,6 +434,7 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
                for i in montage_at[:MONTAGE_SLICES_PER_VOLUME]}
     job = _Job(group=group, a=a, b=b, axis=axis, names=names, keep=keep, montage=montage,
                name_a=name_a, name_b=name_b, sliced_dim=2 - layout.array_axis)
+    runner.begin(len(keep))
     with Scorer(runner.metrics, runner.jobs) as scorer:
         runner.run_job(job, scorer)
     notes = [f"{group}: {len(keep)} of {src_a.shape[0]} {axis} slice(s) scored (those where at least "
@@ -455,6 +448,7 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
 def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluation:
     import torch
 
+    runner.close_bars()
     notes = list(notes) + [SAVED_NOTE]
     if runner.colour_groups:
         notes.append(COLOUR_NOTE + f" ({', '.join(runner.colour_groups)})")
