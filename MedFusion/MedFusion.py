@@ -324,7 +324,10 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             specs = [p.requirement.pip_spec(numpy.__version__) for p in problems]
             if packaging is not None and hasattr(packaging, "pip_ensure"):
                 try:  # checks, asks, installs with progress, offers a restart when needed; raises if declined
-                    packaging.pip_ensure(specs, requester="MedFusion", constraints=constraints)
+                    try:
+                        packaging.pip_ensure(specs, requester="MedFusion", constraints=constraints)
+                    except TypeError:  # a pip_ensure without constraints: pin numpy as a requirement instead
+                        packaging.pip_ensure(specs + [f"numpy=={numpy.__version__}"], requester="MedFusion")
                 except RuntimeError:
                     slicer.util.errorDisplay(_("MedFusion cannot run without {packages}.").format(
                         packages=descriptions))
@@ -376,7 +379,15 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is None:
             self._pollTimer.stop()
             return
-        running = job.poll()  # quick; the poll that sees the result adds it to the scene (this thread)
+        try:
+            running = job.poll()  # quick; the poll that sees the result adds it to the scene (this thread)
+        except Exception as error:  # a bug: stop the job rather than repeat the failure at every tick
+            logging.exception("MedFusion: polling the fusion process failed")
+            job.cancel()
+            self._onJobEnded(job)
+            slicer.util.errorDisplay(_("The fusion stopped because of an internal error ({error}); nothing was "
+                                       "added to the scene.").format(error=type(error).__name__))
+            return
         self.ui.progressBar.value = int(round(100 * job.fraction))
         self.ui.statusLabel.text = job.phase
         if not running:

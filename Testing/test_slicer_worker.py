@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,12 +106,13 @@ def test_cancel_stops_the_worker_within_a_second_and_leaves_nothing(mrml, stroke
     assert mrml.node_ids() == ids_before and _left_behind(logic) == []
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_a_killed_worker_gives_one_sentence_and_an_unchanged_scene(mrml, stroke, logic):
     t1, t2 = stroke
     ids_before = mrml.node_ids()
     job = logic.start(t1, t2, **LAPLACIAN)
     _poll_until(job, lambda: job.phase != "Starting the fusion process")  # the worker runs
-    os.kill(job.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    os.kill(job.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # what the out-of-memory killer does
     _poll_until(job, lambda: not job.running, timeout=30)
     assert job.state == FAILED and isinstance(job.error, WorkerError)
     message = str(job.error)
@@ -158,6 +160,15 @@ def test_bad_inputs_are_refused_by_start_before_any_process():
 
 
 def test_exit_messages_are_one_sentence():
-    for code in (-signal.SIGKILL, -signal.SIGSEGV, 1, 137):
+    for code in (-getattr(signal, "SIGKILL", 9), -signal.SIGSEGV, 1, 137):
         assert _one_sentence(exit_message(code)), exit_message(code)
     assert "SIGSEGV" in exit_message(-signal.SIGSEGV) and "exit code 137" in exit_message(137)
+
+
+def test_a_python_that_cannot_be_started_is_one_sentence_and_leaves_nothing(mrml, stroke, logic):
+    t1, t2 = stroke
+    ids_before = mrml.node_ids()
+    logic.workerPython = str(Path(logic.workDirectory).parent / "no-such-python")
+    with pytest.raises(WorkerError, match="The fusion process could not be started with"):
+        logic.start(t1, t2, **LAPLACIAN)
+    assert mrml.node_ids() == ids_before and _left_behind(logic) == []

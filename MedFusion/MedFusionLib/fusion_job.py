@@ -105,9 +105,13 @@ class FusionJob:
         else:  # a session of its own: killpg reaches the interpreter a launcher (PythonSlicer) started
             options["start_new_session"] = True
         self._log_file = open(self._path(worker.LOG), "wb")
-        self._process = subprocess.Popen(
-            [python, os.path.abspath(worker.__file__), self._dir], cwd=self._dir, env=environment,
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, **options)
+        try:
+            self._process = subprocess.Popen(
+                [python, os.path.abspath(worker.__file__), self._dir], cwd=self._dir, env=environment,
+                stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, **options)
+        except OSError as error:
+            raise WorkerError(f"The fusion process could not be started with '{python}' "
+                              f"({type(error).__name__}: {error.strerror or error}).") from error
 
     @property
     def pid(self) -> Optional[int]:
@@ -191,7 +195,10 @@ class FusionJob:
         if self._outcome is not None and self._outcome["kind"] == "result":
             self._complete()
         elif self._outcome is not None:
-            self._end(FAILED, _error_class(self._outcome.get("error", ""))(self._outcome.get("message", "")))
+            name = self._outcome.get("error", "")
+            if getattr(errors, name, None) is None:  # not one of ours: a bug, whose traceback is in the log
+                log.error("MedFusion: the fusion process failed with %s; its last output:\n%s", name, self._log_tail())
+            self._end(FAILED, _error_class(name)(self._outcome.get("message", "")))
         elif exited is not None:
             tail = self._log_tail()
             if tail:

@@ -661,10 +661,12 @@ class MedFusionLogic(_LogicBase):
         from .fusion_job import DEFAULT_STALL_TIMEOUT_S, FusionJob
 
         prepared = self.prepare(volumeA, volumeB, **options)
-        return FusionJob(prepared.image_a, prepared.image_b, prepared.engine,
-                         finish=lambda result: self._finish(prepared, result),
-                         python=self.workerPython, env=_worker_environment(), work_dir=self.workDirectory,
-                         stall_timeout=DEFAULT_STALL_TIMEOUT_S if stallTimeout is None else stallTimeout)
+        job = FusionJob(prepared.image_a, prepared.image_b, prepared.engine,
+                        finish=lambda result: self._finish(prepared, result),
+                        python=self.workerPython, env=_worker_environment(), work_dir=self.workDirectory,
+                        stall_timeout=DEFAULT_STALL_TIMEOUT_S if stallTimeout is None else stallTimeout)
+        prepared.image_a = prepared.image_b = None  # on disk for the worker: Slicer need not hold a copy meanwhile
+        return job
 
     def _finish(self, prepared: "PreparedFusion", result) -> MedFusionOutput:
         """Put an engine result into the scene (main thread); a vanished input or output is an error."""
