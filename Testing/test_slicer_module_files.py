@@ -354,7 +354,12 @@ def test_the_module_as_built_runs_from_its_cmake_file_list_alone(tmp_path):
     import shutil
     import subprocess
 
-    pytest.importorskip("slicer")
+    try:
+        import slicer  # noqa: F401
+    except ImportError:  # as in conftest_slicer: skip locally, fail in CI
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("slicer-core is not installed (pip install -e '.[test]')")
     build = _evaluate_module_cmake(MODULE_DIR / "CMakeLists.txt")["slicerMacroBuildScriptedModule"]
     installed = tmp_path / "qt-scripted-modules"
     for listed in build["SCRIPTS"] + build["RESOURCES"]:

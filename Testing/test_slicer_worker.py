@@ -172,3 +172,13 @@ def test_a_python_that_cannot_be_started_is_one_sentence_and_leaves_nothing(mrml
     with pytest.raises(WorkerError, match="The fusion process could not be started with"):
         logic.start(t1, t2, **LAPLACIAN)
     assert mrml.node_ids() == ids_before and _left_behind(logic) == []
+
+
+def test_a_scene_closed_during_the_run_gets_nothing(mrml, stroke, logic):
+    t1, t2 = stroke
+    job = logic.start(t1, t2, **LAPLACIAN)
+    mrml.scene.Clear(0)  # File > Close Scene (the widget also cancels the job when it sees the close)
+    ids_after_close = mrml.node_ids()
+    with pytest.raises(InputError, match="was removed from the scene during the fusion; nothing was added"):
+        job.wait(timeout=120)
+    assert mrml.node_ids() == ids_after_close and _left_behind(logic) == []
