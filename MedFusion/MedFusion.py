@@ -304,6 +304,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _installPackages(self) -> bool:
         import os
+        import shlex
         import tempfile
 
         import numpy
@@ -337,8 +338,9 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         _("MedFusion needs these Python packages: {packages}. Install them now?").format(
                             packages=descriptions), _("MedFusion dependencies")):
                     return False
-                with slicer.util.WaitCursor():
-                    slicer.util.pip_install(slicer_setup.pip_arguments(problems, numpy.__version__, constraints))
+                arguments = slicer_setup.pip_arguments(problems, numpy.__version__, constraints)
+                with slicer.util.WaitCursor():  # one quoted string: what pip_install accepts on every version
+                    slicer.util.pip_install(" ".join(shlex.quote(a) for a in arguments))
         finally:
             os.remove(constraints)
         still = slicer_setup.check(requirements)

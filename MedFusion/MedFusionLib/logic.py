@@ -2,6 +2,10 @@
 
 ``MedFusionLogic().process(volumeA, volumeB, method=...)`` converts the two volume nodes to SimpleITK images,
 runs :func:`MedFusionLib.engine.fuse_volumes`, and adds the fused volume and an edge segmentation to the scene.
+``start(...)`` (same options) runs the engine in a worker process instead and returns a job to poll (what the
+widget does, so that the GUI never waits and torch never runs in Slicer's process; see fusion_job.py). Both go
+through ``prepare`` (checks, MRML -> images, the engine's keyword arguments: every option is declared there, once)
+and ``_finish`` (results -> scene, on the caller's thread).
 
 Geometry
     A is the reference. The output has A's IJK-to-RAS matrix (copied, not recomputed) and A's parent transform,
