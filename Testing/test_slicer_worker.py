@@ -107,16 +107,19 @@ def test_cancel_stops_the_worker_within_a_second_and_leaves_nothing(mrml, stroke
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_a_killed_worker_gives_one_sentence_and_an_unchanged_scene(mrml, stroke, logic):
+@pytest.mark.parametrize("signal_name, words", [("SIGKILL", ("killed", "out of memory")),  # the OOM killer
+                                                ("SIGSEGV", ("crashed (SIGSEGV)",))])  # a crash in native code
+def test_a_killed_or_crashed_worker_gives_one_sentence_and_an_unchanged_scene(mrml, stroke, logic, signal_name,
+                                                                               words):
     t1, t2 = stroke
     ids_before = mrml.node_ids()
     job = logic.start(t1, t2, **LAPLACIAN)
     _poll_until(job, lambda: job.phase != "Starting the fusion process")  # the worker runs
-    os.kill(job.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # what the out-of-memory killer does
+    os.kill(job.pid, getattr(signal, signal_name))
     _poll_until(job, lambda: not job.running, timeout=30)
     assert job.state == FAILED and isinstance(job.error, WorkerError)
     message = str(job.error)
-    assert "killed" in message and "out of memory" in message and _one_sentence(message)
+    assert all(word in message for word in words) and _one_sentence(message), message
     assert mrml.node_ids() == ids_before and _left_behind(logic) == []
 
 
