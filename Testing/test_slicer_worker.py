@@ -185,3 +185,37 @@ def test_a_scene_closed_during_the_run_gets_nothing(mrml, stroke, logic):
     with pytest.raises(InputError, match="was removed from the scene during the fusion; nothing was added"):
         job.wait(timeout=120)
     assert mrml.node_ids() == ids_after_close and _left_behind(logic) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the worker watches its parent through POSIX signal 0")
+def test_a_worker_whose_parent_died_stops_and_removes_its_folder(tmp_path, stroke_dir):
+    """Slicer crashing (here: a parent process that starts a job and dies) leaves no worker running on."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time\n"
+        "from MedFusionLib import read_volume\n"
+        "from MedFusionLib.fusion_job import FusionJob\n"
+        f"d = {str(stroke_dir)!r}\n"
+        "job = FusionJob(read_volume(d + '/T1.nii.gz'), read_volume(d + '/T2.nii.gz'),\n"
+        "                dict(method='mfenet', device='cpu', batch_size=1), finish=lambda r: r,\n"
+        f"                work_dir={str(tmp_path)!r})\n"
+        "while job.poll() and job.fraction == 0: time.sleep(0.05)\n"
+        "print(job.pid, flush=True)\n"
+        "os._exit(0)\n")  # dies without cancelling: nobody kills the worker
+    parent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert parent.returncode == 0, parent.stderr[-2000:]
+    worker_pid = int(parent.stdout.split()[-1])
+
+    def worker_gone():
+        try:
+            with open(f"/proc/{worker_pid}/stat") as f:
+                return f.read().split(") ", 1)[1].startswith("Z")  # a zombie has ended
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 15
+    while not (worker_gone() and os.listdir(tmp_path) == []):
+        assert time.monotonic() < deadline, f"worker {worker_pid} still runs, or left {os.listdir(tmp_path)}"
+        time.sleep(0.2)

@@ -83,7 +83,7 @@ class FusionJob:
             sitk.WriteImage(image_a, self._path(worker.INPUT_A), False)
             sitk.WriteImage(image_b, self._path(worker.INPUT_B), False)
             with open(self._path(worker.REQUEST), "wb") as f:
-                pickle.dump({"engine": dict(engine_options)}, f)
+                pickle.dump({"engine": dict(engine_options), "parent_pid": os.getpid()}, f)
             open(self._path(worker.MESSAGES), "wb").close()
             self._messages = open(self._path(worker.MESSAGES), "rb")
             self._launch(python or sys.executable, env)

@@ -5,7 +5,8 @@ that torch never runs in Slicer's process: a crash, an out-of-memory kill or a h
 
 Everything goes through files in ``JOB_DIR`` (a private temporary folder the parent creates and removes):
 
-    request.pkl    written by the parent: {"engine": keyword arguments of fuse_volumes except the two images}
+    request.pkl    written by the parent: {"engine": keyword arguments of fuse_volumes except the two images,
+                                           "parent_pid": its process id (the worker stops when it is gone)}
     a.mha, b.mha   written by the parent: the two input images (uncompressed MetaImage: fast, lossless)
     messages.jsonl written here, one JSON object a line, appended and flushed:
                      {"kind": "progress", "done": D, "total": T, "phase": TEXT}
@@ -52,9 +53,29 @@ class _Messages:
             self._file.flush()
 
 
-def _heartbeat(messages: _Messages) -> None:
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (POSIX; elsewhere assumed alive: Windows has no signal 0)."""
+    if not pid or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _heartbeat(messages: _Messages, job_dir: str, parent_pid: int) -> None:
+    """A sign of life every HEARTBEAT_S; if the process that started us is gone (Slicer crashed or was killed),
+    nobody will read the result: remove the job folder and stop, instead of using the CPU or GPU for nothing."""
     while True:
         time.sleep(HEARTBEAT_S)
+        if not _alive(parent_pid):
+            import shutil
+
+            shutil.rmtree(job_dir, ignore_errors=True)
+            os._exit(3)
         messages.send("alive")
 
 
@@ -64,14 +85,14 @@ def run(job_dir: str) -> int:
 
     messages = _Messages(os.path.join(job_dir, MESSAGES))
     messages.send("progress", done=0, total=0, phase=PHASE_LOADING)
-    threading.Thread(target=_heartbeat, args=(messages,), daemon=True).start()
+    with open(os.path.join(job_dir, REQUEST), "rb") as f:
+        request = pickle.load(f)
+    threading.Thread(target=_heartbeat, args=(messages, job_dir, request.get("parent_pid", 0)), daemon=True).start()
     try:
         import SimpleITK as sitk
 
         from MedFusionLib.engine import fuse_volumes
 
-        with open(os.path.join(job_dir, REQUEST), "rb") as f:
-            request = pickle.load(f)
         image_a = sitk.ReadImage(os.path.join(job_dir, INPUT_A))
         image_b = sitk.ReadImage(os.path.join(job_dir, INPUT_B))
 
