@@ -359,7 +359,11 @@ def test_rgb_input_gives_a_vector_volume(mrml, pet_mri):
     assert rgb.dtype == np.uint8 and rgb.shape == voxel_array(mri).shape + (3,)
     assert np.any(rgb[..., 0] != rgb[..., 2])  # colour kept
     _assert_reference_geometry(output, mri)
-    assert volume.GetDisplayNode().IsA("vtkMRMLVectorVolumeDisplayNode")
+    display = volume.GetDisplayNode()
+    assert display.IsA("vtkMRMLVectorVolumeDisplayNode")
+    # Colours as they are (0..255 shown as 0..255, not stretched to the slice's range), tagged as colour.
+    assert not display.GetAutoWindowLevel() and (display.GetWindow(), display.GetLevel()) == (255.0, 127.5)
+    assert volume.GetVoxelVectorType() == slicer.vtkMRMLVolumeNode.VoxelVectorTypeColorRGB
     # The colour source may also be the reference.
     reverse = MedFusionLogic().process(pet, mri, **FAST)
     assert reverse.volume.IsA("vtkMRMLVectorVolumeNode")
@@ -443,6 +447,22 @@ def test_unusable_saved_values_fall_back_to_defaults(mrml):
     assert values["presetA"] == "ct:soft"  # valid values are kept
 
 
+def test_a_saved_edge_strength_outside_the_slider_is_clamped_as_the_slider_shows_it(mrml, stroke):
+    t1, t2 = stroke
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    low, high = PARAMETERS[PARAMETER_NAMES.index("edgeStrength")].limits
+    node.SetParameter("edgeStrength", str(high + 3.0))  # e.g. a scene written by a script
+    assert logic.readParameters(node)["edgeStrength"] == high  # what runs is what the slider shows
+    logic.setDefaultParameters(node)  # what the widget does before binding: the saved value itself is fixed
+    assert float(node.GetParameter("edgeStrength")) == high
+    logic.setParameters(node, edgeStrength=low - 1.0)
+    assert float(node.GetParameter("edgeStrength")) == low
+    logic.setParameters(node, inputVolumeA=t1, inputVolumeB=t2, method="mfenet")
+    assert logic.optionsFromParameters(node)["edgeStrength"] == low
+
+
 def test_rule_and_strength_go_only_to_methods_that_declare_them():
     for info in REGISTRY.infos():
         options = method_options_for(info.name, "add", 0.5)
@@ -457,7 +477,7 @@ def test_rule_and_strength_go_only_to_methods_that_declare_them():
 
 def test_module_self_test_passes_on_slicer_core(mrml):
     outcome = run_self_test(mrml.scene, device="cpu", log=lambda message: None)
-    assert outcome["laplacian"] == "passed"
+    assert outcome["laplacian"] == "passed" and outcome["worker"] == "passed"
     if "mfenet" in REGISTRY.names():
         assert outcome["mfenet"] == "passed"
     else:

@@ -15,3 +15,7 @@ class WeightsError(MedFusionError, RuntimeError):
 
 class Cancelled(MedFusionError):
     """The user cancelled a running fusion; nothing was written."""
+
+
+class WorkerError(MedFusionError, RuntimeError):
+    """The separate fusion process crashed, was killed (e.g. out of memory) or stopped responding."""

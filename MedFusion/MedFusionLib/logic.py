@@ -2,6 +2,10 @@
 
 ``MedFusionLogic().process(volumeA, volumeB, method=...)`` converts the two volume nodes to SimpleITK images,
 runs :func:`MedFusionLib.engine.fuse_volumes`, and adds the fused volume and an edge segmentation to the scene.
+``start(...)`` (same options) runs the engine in a worker process instead and returns a job to poll (what the
+widget does, so that the GUI never waits and torch never runs in Slicer's process; see fusion_job.py). Both go
+through ``prepare`` (checks, MRML -> images, the engine's keyword arguments: every option is declared there, once)
+and ``_finish`` (results -> scene, on the caller's thread).
 
 Geometry
     A is the reference. The output has A's IJK-to-RAS matrix (copied, not recomputed) and A's parent transform,
@@ -41,6 +45,8 @@ FUSION_RULES = ("max", "add", "average", "softmax")  # MFEnet's feature-fusion r
 RULE_OPTION = "rule"
 EDGE_WEIGHT_OPTION = "edge_weight"
 EDGE_STRENGTH_RANGE = (0.0, 2.0)
+SCALAR_WINDOW_LEVEL = (1.0, 0.5)  # the fused scalar volume is float32 in [0, 1]
+RGB_WINDOW_LEVEL = (255.0, 127.5)  # the fused RGB volume is uint8 0..255
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
 EDGE_COLOURS = ((1.0, 0.75, 0.0), (0.0, 0.85, 1.0))
 EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
@@ -64,6 +70,11 @@ class Parameter:
     node_class: Optional[str] = None  # for kind "node"
     choices: Tuple[str, ...] = ()  # for kind "enum"
     help: str = ""
+    limits: Optional[Tuple[float, float]] = None  # for kind "float": the slider's range
+
+    def clamp(self, value: float) -> float:
+        """A number as the widget shows it: a slider cannot show (nor should the run use) a value outside it."""
+        return float(min(max(value, self.limits[0]), self.limits[1])) if self.limits else float(value)
 
 
 PARAMETERS: Tuple[Parameter, ...] = (
@@ -75,7 +86,8 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("fusionRule", "enum", _option_default(RULE_OPTION, "max"), choices=FUSION_RULES,
               help="feature fusion rule (methods with a 'rule' option, e.g. MFEnet)"),
     Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 1.0)),
-              help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)"),
+              help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)",
+              limits=EDGE_STRENGTH_RANGE),
     Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
     Parameter("presetA", "str", "auto", help="intensity preset of A"),
     Parameter("presetB", "str", "auto", help="intensity preset of B"),
@@ -165,6 +177,32 @@ class MedFusionOutput:
         return self.result.summary()
 
 
+@dataclass
+class PreparedFusion:
+    """A checked fusion request: the nodes, the inputs as SimpleITK images and the engine's keyword arguments."""
+    volumeA: Any
+    volumeB: Any
+    info: Any  # the method's registry entry
+    image_a: Any
+    image_b: Any
+    engine: Dict[str, Any]  # keyword arguments of fuse_volumes, except the images, progress and cancel
+    outputVolume: Any
+    outputEdges: Any
+    warnings: List[str]
+    started: float
+
+
+def _worker_environment() -> Optional[Dict[str, str]]:
+    """Inside Slicer, the environment Slicer started with (what its launcher PythonSlicer expects, as
+    slicer.util.launchConsoleProcess uses); elsewhere None (this process's environment)."""
+    try:
+        import slicer.util
+
+        return dict(slicer.util.startupEnvironment())
+    except Exception:  # slicer-core (no application) or no Slicer at all
+        return None
+
+
 class _VolumeState:
     """Everything process() may change on a user-selected output volume, to put it back on failure."""
 
@@ -186,6 +224,7 @@ class _VolumeState:
         if display is not None and hasattr(display, "GetAutoWindowLevel"):
             self.window_level = (display.GetAutoWindowLevel(), display.GetWindow(), display.GetLevel())
         self.attributes = {name: node.GetAttribute(name) for name in _PROVENANCE}
+        self.vector_type = node.GetVoxelVectorType() if hasattr(node, "GetVoxelVectorType") else None
 
     def restore(self):
         from .mrml_convert import numpy_to_matrix
@@ -203,6 +242,8 @@ class _VolumeState:
             auto, window, level = self.window_level
             display.SetWindowLevel(window, level)
             display.SetAutoWindowLevel(auto)
+        if self.vector_type is not None:
+            node.SetVoxelVectorType(self.vector_type)
         for name, value in self.attributes.items():
             if value is None:
                 node.RemoveAttribute(name)
@@ -285,6 +326,8 @@ class MedFusionLogic(_LogicBase):
 
     def __init__(self, parent=None):
         _LogicBase.__init__(self)
+        self.workerPython: Optional[str] = None  # None: sys.executable (in Slicer: its own Python)
+        self.workDirectory: Optional[str] = None  # None: the system's temporary folder
 
     # ---------------------------------------------------------------- parameter node (shared names) ---------
     @staticmethod
@@ -300,7 +343,7 @@ class MedFusionLogic(_LogicBase):
                                  f"{', '.join(parameter.choices)}.")
             node.SetParameter(parameter.name, str(value))
         elif parameter.kind == "float":
-            node.SetParameter(parameter.name, str(float(value)))
+            node.SetParameter(parameter.name, str(parameter.clamp(float(value))))
         else:
             node.SetParameter(parameter.name, str(value))
 
@@ -320,9 +363,15 @@ class MedFusionLogic(_LogicBase):
                     usable = text in parameter.choices
                 elif parameter.kind == "float":
                     try:
-                        usable = np.isfinite(float(text))
+                        number = float(text)
+                        usable = bool(np.isfinite(number))
                     except ValueError:
                         usable = False
+                    if usable and parameter.clamp(number) != number:  # e.g. a scene saved by a script
+                        log.warning("MedFusion: parameter %s = %s is outside %s; using %s, as the slider shows.",
+                                    parameter.name, text, parameter.limits, parameter.clamp(number))
+                        self._write(parameterNode, parameter, number)
+                        continue
                 elif parameter.kind == "bool":
                     usable = text in ("True", "False")
                 if not usable:
@@ -358,19 +407,26 @@ class MedFusionLogic(_LogicBase):
             if parameter.kind == "bool":
                 values[parameter.name] = text == "True"
             elif parameter.kind == "float":
-                values[parameter.name] = float(text)
+                values[parameter.name] = parameter.clamp(float(text))
             else:
                 values[parameter.name] = text
         return values
 
-    def processParameterNode(self, parameterNode, progress=None, cancel=None) -> MedFusionOutput:
-        """Run :meth:`process` with the values of a parameter node (what the widget's Apply does)."""
+    def optionsFromParameters(self, parameterNode) -> Dict[str, Any]:
+        """The volumes and options of :meth:`prepare` held by a parameter node (what the widget's Apply runs)."""
         p = self.readParameters(parameterNode)
-        return self.process(
-            p["inputVolumeA"], p["inputVolumeB"], method=p["method"], axis=p["axis"], presetA=p["presetA"],
-            presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"], edgeStrength=p["edgeStrength"],
-            edges=p["showEdges"], outputVolume=p["outputVolume"], outputEdges=p["outputEdges"],
-            progress=progress, cancel=cancel, colourB=p["colourB"])
+        return dict(volumeA=p["inputVolumeA"], volumeB=p["inputVolumeB"], method=p["method"], axis=p["axis"],
+                    presetA=p["presetA"], presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"],
+                    edgeStrength=p["edgeStrength"], edges=p["showEdges"], outputVolume=p["outputVolume"],
+                    outputEdges=p["outputEdges"], colourB=p["colourB"])
+
+    def processParameterNode(self, parameterNode, progress=None, cancel=None) -> MedFusionOutput:
+        """Run :meth:`process` with the values of a parameter node."""
+        return self.process(progress=progress, cancel=cancel, **self.optionsFromParameters(parameterNode))
+
+    def startParameterNode(self, parameterNode, **jobOptions):
+        """Run :meth:`start` with the values of a parameter node (what the widget's Apply does)."""
+        return self.start(**jobOptions, **self.optionsFromParameters(parameterNode))
 
     # ---------------------------------------------------------------- validation ----------------------------
     @staticmethod
@@ -541,27 +597,26 @@ class MedFusionLogic(_LogicBase):
         return has_chroma(np.nan_to_num(sitk.GetArrayViewFromImage(image)))
 
     # ---------------------------------------------------------------- the run -------------------------------
-    def process(self, volumeA, volumeB, method: str = DEFAULT_METHOD, axis: str = "axial", presetA="auto",
+    def prepare(self, volumeA, volumeB, method: str = DEFAULT_METHOD, axis: str = "axial", presetA="auto",
                 presetB="auto", device: str = "auto", fusionRule: Optional[str] = None,
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
-                progress: Optional[Callable[[int, int], None]] = None,
-                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None) -> MedFusionOutput:
-        """Fuse ``volumeB`` into ``volumeA``'s geometry; see the module docstring.
+                colourB: Optional[str] = None) -> "PreparedFusion":
+        """Check the nodes and options and read the inputs (MRML, main thread); nothing is added to the scene.
 
-        ``fusionRule`` and ``edgeStrength`` are passed to the method only when its registry entry declares the
-        options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are. ``progress(done,
-        total)`` is called after each batch of slices, ``cancel()`` before each; a True from ``cancel`` raises
-        :class:`MedFusionLib.errors.Cancelled`. ``colourB`` colours a scalar functional B (see the colourB
-        parameter): the fused volume is then an RGB vector volume. Returns a :class:`MedFusionOutput`.
+        Every option of :meth:`process` and :meth:`start` is declared here, once: ``engine`` collects the keyword
+        arguments of :func:`MedFusionLib.engine.fuse_volumes`, which both the in-process run and the worker pass
+        on as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
+        declares the options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are.
+        ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB.
         """
         import time
 
+        started = time.perf_counter()
         self._validate(volumeA, volumeB, outputVolume, outputEdges)
         info = REGISTRY.get(method)
         options = method_options_for(info.name, fusionRule, edgeStrength, methodOptions)
         warnings: List[str] = []
-        started = time.perf_counter()
         image_a, image_b = self._input_images(volumeA, volumeB, warnings)
         table_b, presetB = self._colour_for_b(volumeB, colourB, presetB)
 
@@ -576,17 +631,60 @@ class MedFusionLogic(_LogicBase):
             if is_vector and not wants_vector:
                 raise InputError(f"The fused volume is scalar but the output '{outputVolume.GetName()}' is a vector "
                                  f"volume; select a scalar volume as output, or none to create one.")
+        engine = dict(method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
+                      batch_size=batchSize, edges=edges, method_options=options, name_a=volumeA.GetName(),
+                      name_b=volumeB.GetName(), colormap_b=table_b)
+        return PreparedFusion(volumeA, volumeB, info, image_a, image_b, engine, outputVolume,
+                              outputEdges if edges else None, warnings, started)
 
+    def process(self, volumeA, volumeB, progress: Optional[Callable[[int, int], None]] = None,
+                cancel: Optional[Callable[[], bool]] = None, **options) -> MedFusionOutput:
+        """Fuse ``volumeB`` into ``volumeA``'s geometry in this process, blocking (scripts, tests); see the module
+        docstring. ``options`` are those of :meth:`prepare`. ``progress(done, total)`` is called after each batch
+        of slices, ``cancel()`` before each; a True from ``cancel`` raises :class:`MedFusionLib.errors.Cancelled`.
+        Returns a :class:`MedFusionOutput`.
+        """
+        prepared = self.prepare(volumeA, volumeB, **options)
         from .engine import fuse_volumes  # torch and OpenCV load here, not at import
 
-        result = fuse_volumes(
-            image_a, image_b, method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
-            batch_size=batchSize, edges=edges, method_options=options, progress=progress, cancel=cancel,
-            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b)
-        warnings = warnings + list(result.warnings)
-        output = self._write_outputs(volumeA, volumeB, info, result, outputVolume, outputEdges if edges else None)
-        output.warnings = warnings
-        log.info("MedFusion: %s (%.1f s in total)", result.summary(), time.perf_counter() - started)
+        result = fuse_volumes(prepared.image_a, prepared.image_b, progress=progress, cancel=cancel,
+                              **prepared.engine)
+        return self._finish(prepared, result)
+
+    def start(self, volumeA, volumeB, stallTimeout: Optional[float] = None, **options):
+        """Start the same fusion as :meth:`process` in a worker process and return at once.
+
+        Returns a :class:`MedFusionLib.fusion_job.FusionJob`: call ``job.poll()`` (e.g. from a QTimer; it returns
+        in milliseconds and is True while the job runs), read ``job.fraction`` / ``job.phase``; the poll that sees
+        the worker's result puts it into the scene (on the calling thread) and sets ``job.result`` (a
+        :class:`MedFusionOutput`, as :meth:`process` returns). ``job.cancel()`` kills the worker. After a cancel, a
+        crash, an out-of-memory kill or a hang (no sign of life for ``stallTimeout`` seconds) ``job.error`` holds
+        one sentence and the scene is as it was. ``workerPython`` / ``workDirectory`` (attributes of the logic)
+        choose the interpreter (default ``sys.executable``: Slicer's own Python) and the temporary folder's parent.
+        """
+        from .fusion_job import DEFAULT_STALL_TIMEOUT_S, FusionJob
+
+        prepared = self.prepare(volumeA, volumeB, **options)
+        job = FusionJob(prepared.image_a, prepared.image_b, prepared.engine,
+                        finish=lambda result: self._finish(prepared, result),
+                        python=self.workerPython, env=_worker_environment(), work_dir=self.workDirectory,
+                        stall_timeout=DEFAULT_STALL_TIMEOUT_S if stallTimeout is None else stallTimeout)
+        prepared.image_a = prepared.image_b = None  # on disk for the worker: Slicer need not hold a copy meanwhile
+        return job
+
+    def _finish(self, prepared: "PreparedFusion", result) -> MedFusionOutput:
+        """Put an engine result into the scene (main thread); a vanished input or output is an error."""
+        import time
+
+        for node, role in ((prepared.volumeA, "volume A"), (prepared.volumeB, "volume B"),
+                           (prepared.outputVolume, "the output volume"), (prepared.outputEdges, "the edge output")):
+            if node is not None and (node.GetScene() is None or node.GetScene().GetNodeByID(node.GetID()) is not node):
+                raise InputError(f"'{node.GetName()}' ({role}) was removed from the scene during the fusion; "
+                                 f"nothing was added.")
+        output = self._write_outputs(prepared.volumeA, prepared.volumeB, prepared.info, result,
+                                     prepared.outputVolume, prepared.outputEdges)
+        output.warnings = prepared.warnings + list(result.warnings)
+        log.info("MedFusion: %s (%.1f s in total)", result.summary(), time.perf_counter() - prepared.started)
         return output
 
     # ---------------------------------------------------------------- outputs -------------------------------
@@ -614,10 +712,14 @@ class MedFusionLogic(_LogicBase):
             if not had_display:
                 volume.CreateDefaultDisplayNodes()
                 transaction.created_display_nodes(volume)
+            if rgb and hasattr(volume, "SetVoxelVectorType"):  # tag it as colour, not as a 3-vector field
+                volume.SetVoxelVectorType(slicer.vtkMRMLVolumeNode.VoxelVectorTypeColorRGB)
             display = volume.GetDisplayNode()
-            if display is not None and not rgb and hasattr(display, "SetWindowLevel"):
-                display.AutoWindowLevelOff()  # the fused volume is in [0, 1]: show all of it
-                display.SetWindowLevel(1.0, 0.5)
+            if display is not None and hasattr(display, "SetWindowLevel"):
+                # Show the values as they are, not stretched: [0, 1] grey, or 0..255 colour.
+                window, level = RGB_WINDOW_LEVEL if rgb else SCALAR_WINDOW_LEVEL
+                display.AutoWindowLevelOff()
+                display.SetWindowLevel(window, level)
 
             segmentation = None
             if result.edges is not None:
