@@ -4,7 +4,8 @@ Fusion goes through :func:`MedFusionLib.engine.fuse_volumes`, so intensity prese
 colour (YCbCr) path are the engine's. The images of one modality-pair folder are stacked into one volume and
 fused in batches (``batch_size`` slices per call of the method); the engine's ``return_sources=True`` gives
 the normalised sources the method saw, and each fused slice is scored against them with
-:func:`MedFusionLib.metrics.evaluate_all`.
+:class:`MedFusionLib.metrics.SourcePair` -- every method's fused slice against the same prepared sources, so the
+sources' share of the metrics is computed once per slice (same numbers as ``evaluate_all``).
 
 Timing: seconds per slice of the method alone. The engine polls ``cancel()`` just before each batch and
 calls ``progress()`` just after it (the fused batch is back on the host by then), so the time between the
@@ -28,7 +29,7 @@ import SimpleITK as sitk
 
 from ..colour import luminance
 from ..errors import InputError, MedFusionError
-from ..metrics import METRICS, evaluate_all
+from ..metrics import METRICS, SourcePair
 from .pairs import PairFolder
 
 COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
@@ -127,8 +128,10 @@ class _BatchClock:
 
 
 def _score_one(task):
-    a, b, fused, names = task
-    return evaluate_all(a, b, fused, names)
+    a, b, fused_images, names = task
+    # One SourcePair per slice: the sources' share of the metrics is computed once for all methods.
+    sources = SourcePair(a, b)
+    return [sources.score(fused, names) for fused in fused_images]
 
 
 class Scorer:
@@ -153,20 +156,17 @@ class Scorer:
             self._pool.shutdown(cancel_futures=True)
         return False
 
-    def score(self, a: np.ndarray, b: np.ndarray, fused: np.ndarray, bar=None) -> List[Dict[str, float]]:
-        tasks = [(a[i], b[i], fused[i], self.metrics) for i in range(len(fused))]
-        if self._pool is None:
-            out = []
-            for task in tasks:
-                out.append(_score_one(task))
-                if bar is not None:
-                    bar.update(1)
-            return out
+    def score(self, a: np.ndarray, b: np.ndarray, fused: Sequence[np.ndarray], bar=None) -> List[List[Dict[str, float]]]:
+        """Scores of slice i of every fused stack in ``fused`` (one per method) against a[i], b[i]:
+        out[i][k] is the metrics dict of fused[k][i]."""
+        tasks = [(a[i], b[i], [stack[i] for stack in fused], self.metrics) for i in range(len(a))]
+        results = map(_score_one, tasks) if self._pool is None else \
+            self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs)))
         out = []
-        for result in self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs))):
+        for result in results:
             out.append(result)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(fused))
         return out
 
 
@@ -302,6 +302,8 @@ class Runner:
         layout = slice_layout(job.a, job.axis)
         for name in job.names:
             self._position.setdefault((job.group, name), len(self._position))
+        fused_by_method: Dict[str, Tuple[np.ndarray, np.ndarray, bool]] = {}
+        sources: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         for method in self.methods:
             self._warm_up(job, method)
             clock = _BatchClock(job.a.GetSize()[job.sliced_dim])
@@ -314,26 +316,52 @@ class Runner:
             if colour and job.group not in self.colour_groups:
                 self.colour_groups.append(job.group)
             fused = layout.to_slices(sitk.GetArrayFromImage(result.fused))[job.keep]
-            src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
-            seconds = clock.per_slice[job.keep]
-            grey = fused_luminance(fused, colour)
+            sources[method] = tuple(layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
+            fused_by_method[method] = (fused, clock.per_slice[job.keep], colour)
 
-            started = time.perf_counter()
-            bar = _Bar(self.progress_bars, len(job.keep), f"{job.group} {method}")
-            try:
-                scores = scorer.score(src_a, src_b, grey, bar)
-            finally:
-                bar.close()
+        # Score slice by slice, all methods at once, so each slice's sources are prepared once; a method whose
+        # engine-normalised sources differ from the first method's is scored against its own.
+        scores: Dict[str, List[Dict[str, float]]] = {}
+        started = time.perf_counter()
+        bar = _Bar(self.progress_bars, len(job.keep) * len(self.methods), f"{job.group} scoring")
+        try:
+            for group in _same_sources(sources):
+                src_a, src_b = sources[group[0]]
+                greys = [fused_luminance(fused_by_method[m][0], fused_by_method[m][2]) for m in group]
+                per_slice = scorer.score(src_a, src_b, greys, bar)
+                for k, method in enumerate(group):
+                    scores[method] = [row[k] for row in per_slice]
+        finally:
+            bar.close()
+        scoring = (time.perf_counter() - started) / max(1, len(job.keep) * len(self.methods))
+
+        for method in self.methods:
+            fused, seconds, colour = fused_by_method[method]
             for i, index in enumerate(job.keep):
                 name = job.names[i]
                 self.rows.append({"pair": job.group, "image": name, "method": method,
-                                  "seconds": float(seconds[i]), **scores[i]})
+                                  "seconds": float(seconds[i]), **scores[method][i]})
                 if self.save_fused is not None:
                     save_png(fused[i], self.save_fused / method / job.group / f"{Path(name).stem}.png", colour)
                 if int(index) in job.montage:
                     job.montage[int(index)].fused[method] = to_display(fused[i], colour)
             self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
-                     f"{np.nanmean(seconds):.4f} s/slice  scoring {time.perf_counter() - started:.1f} s")
+                     f"{np.nanmean(seconds):.4f} s/slice  scoring {scoring:.3f} s/slice")
+
+
+def _same_sources(sources: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> List[List[str]]:
+    """The methods grouped by identical source arrays (in practice one group: the engine normalises the
+    sources the same way for every method)."""
+    groups: List[List[str]] = []
+    for method, (a, b) in sources.items():
+        for group in groups:
+            first_a, first_b = sources[group[0]]
+            if np.array_equal(a, first_a) and np.array_equal(b, first_b):
+                group.append(method)
+                break
+        else:
+            groups.append([method])
+    return groups
 
 
 # ------------------------------------------------------------------------------------ the two modes
