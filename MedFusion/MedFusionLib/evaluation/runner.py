@@ -29,19 +29,25 @@ import SimpleITK as sitk
 
 from ..colour import luminance
 from ..errors import InputError, MedFusionError
-from ..metrics import METRICS, SourcePair
+from ..metrics import METRICS, SourcePair, cddfuse
 from .pairs import PairFolder
 
 COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
                "fused RGB -> Y, against the functional image's Y and the grey (anatomical) image.")
 SAVED_NOTE = ("Fused images are scored as saved, in 8 bits (grey rounded to 1/255; colour as 8-bit RGB), as in "
               "published tables.")
+CDDFUSE_NOTE = ("Scored in the CDDFuse protocol (MedFusionLib.metrics.cddfuse): 8-bit grey images (colour via "
+                "OpenCV's BGR -> grey), EN in bits, MI in nats (scikit-learn's mutual_info_score), SD and SF on "
+                "0-255, VIF = pixel VIF summed over both sources, SSIM = scikit-image defaults (data_range 2) "
+                "summed over both sources.")
 MONTAGE_SLICES_PER_VOLUME = 3
 # Volumes: a slice is scored when in each normalised source at least CONTENT_FRACTION of its pixels reach
 # CONTENT_LEVEL (of full scale); slices outside B's field of view or nearly blank have nothing to score.
 CONTENT_LEVEL, CONTENT_FRACTION = 0.05, 0.10
 
 Say = Callable[[str], None]
+# Scoring protocols: our metrics (MedFusionLib.metrics), or the CDDFuse scorer's 8 metrics its way (8-bit grey).
+PROTOCOLS = {"medfusion": METRICS, cddfuse.PROTOCOL: cddfuse.CDDFUSE_METRICS}
 
 
 @dataclass
@@ -66,6 +72,7 @@ class Evaluation:
     slice_shapes: List[Tuple[int, int]]
     settings: Dict[str, object]
     seconds: float = 0.0  # wall time of the whole evaluation
+    protocol: str = "medfusion"  # key of PROTOCOLS: whose metrics the columns are
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -99,13 +106,21 @@ def method_label(method: str, options: dict) -> str:
     return f"{method}[{','.join(f'{k}={v}' for k, v in options.items())}]"
 
 
-def check_metrics(names: Optional[Sequence[str]]) -> List[str]:
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise InputError(f"Unknown scoring protocol {protocol!r}; choose from: {', '.join(PROTOCOLS)}.")
+    return protocol
+
+
+def check_metrics(names: Optional[Sequence[str]], protocol: str = "medfusion") -> List[str]:
+    registry = PROTOCOLS[check_protocol(protocol)]
     if names is None:
-        return list(METRICS)
-    lookup = {n.lower(): n for n in METRICS}
+        return list(registry)
+    lookup = {n.lower(): n for n in registry}
     unknown = [n for n in names if n.lower() not in lookup]
     if unknown:
-        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(METRICS)}.")
+        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))} for the {protocol} protocol; "
+                         f"choose from: {', '.join(registry)}.")
     return list(dict.fromkeys(lookup[n.lower()] for n in names))
 
 
@@ -128,7 +143,9 @@ class _BatchClock:
 
 
 def _score_one(task):
-    a, b, fused_images, names = task
+    a, b, fused_images, names, protocol = task
+    if protocol == cddfuse.PROTOCOL:
+        return [cddfuse.score(a, b, fused, names) for fused in fused_images]
     # One SourcePair per slice: the sources' share of the metrics is computed once for all methods.
     sources = SourcePair(a, b)
     return [sources.score(fused, names) for fused in fused_images]
@@ -137,10 +154,11 @@ def _score_one(task):
 class Scorer:
     """Scores (a, b, fused) slices, in this process or in a pool of ``jobs`` worker processes."""
 
-    def __init__(self, metrics: Sequence[str], jobs: int = 1):
+    def __init__(self, metrics: Sequence[str], jobs: int = 1, protocol: str = "medfusion"):
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, not {jobs}.")
         self.metrics, self.jobs, self._pool = list(metrics), jobs, None
+        self.protocol = check_protocol(protocol)
 
     def __enter__(self):
         if self.jobs > 1:
@@ -159,7 +177,7 @@ class Scorer:
     def score(self, a: np.ndarray, b: np.ndarray, fused: Sequence[np.ndarray], bar=None) -> List[List[Dict[str, float]]]:
         """Scores of slice i of every fused stack in ``fused`` (one per method) against a[i], b[i]:
         out[i][k] is the metrics dict of fused[k][i]."""
-        tasks = [(a[i], b[i], [stack[i] for stack in fused], self.metrics) for i in range(len(a))]
+        tasks = [(a[i], b[i], [stack[i] for stack in fused], self.metrics, self.protocol) for i in range(len(a))]
         results = map(_score_one, tasks) if self._pool is None else \
             self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs)))
         out = []
@@ -184,6 +202,11 @@ def to_display(fused: np.ndarray, colour: bool) -> np.ndarray:
     return fused.astype(np.float32) / 255.0 if colour else np.clip(fused, 0.0, 1.0)
 
 
+def saved_grey(array: np.ndarray) -> np.ndarray:
+    """A [0, 1] grey image as save_png writes it: 8-bit, rounded in float64."""
+    return np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
 def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     """8-bit PNG (RGB for a colour fusion), written to a temporary name and renamed into place."""
     import os
@@ -194,7 +217,7 @@ def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     if colour:
         data = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
     else:
-        data = np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+        data = saved_grey(array)
     staging = path.with_name(f".{path.stem}.tmp.png")
     if not cv2.imwrite(str(staging), data):
         raise InputError(f"Could not write '{path}'.")
@@ -236,14 +259,17 @@ class _Job:
     name_a: str
     name_b: str
     sliced_dim: int  # the sitk index dimension (0 i, 1 j, 2 k) that runs across the slices
+    grey_sources: Optional[Tuple[np.ndarray, np.ndarray]] = None  # CDDFuse protocol: the files' 8-bit greys
 
 
 class Runner:
     def __init__(self, methods: Sequence[str], metrics: Optional[Sequence[str]] = None, device: str = "auto",
                  batch_size: Optional[int] = None, preset_a="auto", preset_b="auto", jobs: int = 1,
-                 save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False):
+                 save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False,
+                 protocol: str = "medfusion"):
         self.methods = check_methods(methods)
-        self.metrics = check_metrics(metrics)
+        self.protocol = check_protocol(protocol)
+        self.metrics = check_metrics(metrics, protocol)
         self.device, self.batch_size = device, batch_size
         self.preset_a, self.preset_b = preset_a, preset_b
         if jobs < 1:
@@ -327,7 +353,10 @@ class Runner:
         try:
             for group in _same_sources(sources):
                 src_a, src_b = sources[group[0]]
-                greys = [fused_luminance(fused_by_method[m][0], fused_by_method[m][2]) for m in group]
+                to_grey = protocol_grey if self.protocol == cddfuse.PROTOCOL else fused_luminance
+                greys = [to_grey(fused_by_method[m][0], fused_by_method[m][2]) for m in group]
+                if self.protocol == cddfuse.PROTOCOL:
+                    src_a, src_b = job.grey_sources or (_grey255(src_a), _grey255(src_b))
                 per_slice = scorer.score(src_a, src_b, greys, bar)
                 for k, method in enumerate(group):
                     scores[method] = [row[k] for row in per_slice]
@@ -347,6 +376,18 @@ class Runner:
                     job.montage[int(index)].fused[method] = to_display(fused[i], colour)
             self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
                      f"{np.nanmean(seconds):.4f} s/slice  scoring {scoring:.3f} s/slice")
+
+
+def _grey255(sources: np.ndarray) -> np.ndarray:
+    """Engine-normalised [0, 1] sources as 8-bit grey levels (0-255 floats)."""
+    return saved_grey(sources).astype(np.float64)
+
+
+def protocol_grey(fused: np.ndarray, colour: bool) -> np.ndarray:
+    """The saved 8-bit fused slices as the CDDFuse scorer reads them (colour -> OpenCV grey), 0-255 floats."""
+    if colour:
+        return np.stack([cddfuse.cddfuse_grey(np.asarray(f, dtype=np.uint8)) for f in fused])
+    return saved_grey(fused).astype(np.float64)
 
 
 def _same_sources(sources: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> List[List[str]]:
@@ -388,6 +429,14 @@ def _as_volume(stack: np.ndarray) -> sitk.Image:
     return sitk.GetImageFromArray(stack, isVector=stack.ndim == 4)
 
 
+def _file_greys(runner: Runner, stack_a: np.ndarray, stack_b: np.ndarray):
+    """The CDDFuse protocol scores the source files' own 8-bit greys (colour via OpenCV's BGR -> grey); other
+    data (not 8-bit) is scored on the engine-normalised sources in 8 bits."""
+    if runner.protocol != cddfuse.PROTOCOL or stack_a.dtype != np.uint8 or stack_b.dtype != np.uint8:
+        return None
+    return tuple(np.stack([cddfuse.cddfuse_grey(image) for image in stack]) for stack in (stack_a, stack_b))
+
+
 def _display_source(stack: np.ndarray, index: int) -> np.ndarray:
     image = stack[index].astype(np.float32)
     return image / 255.0 if stack.dtype == np.uint8 else (image - image.min()) / max(np.ptp(image), 1e-12)
@@ -402,7 +451,7 @@ def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
     started = time.perf_counter()
     montage: List[MontageRow] = []
     shapes = []
-    with Scorer(runner.metrics, runner.jobs) as scorer:
+    with Scorer(runner.metrics, runner.jobs, runner.protocol) as scorer:
         for folder in folders:
             pairs = folder.pairs
             stack_a = _read_stack([p.path_a for p in pairs], f"{folder.name}/{folder.modality_a}")
@@ -416,7 +465,7 @@ def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
             job = _Job(group=folder.name, a=_as_volume(stack_a), b=_as_volume(stack_b), axis="axial",
                        names=[p.name for p in pairs], keep=np.arange(len(pairs)), montage={middle: row},
                        name_a=f"{folder.name}/{folder.modality_a}", name_b=f"{folder.name}/{folder.modality_b}",
-                       sliced_dim=2)
+                       sliced_dim=2, grey_sources=_file_greys(runner, stack_a, stack_b))
             runner.run_job(job, scorer)
     groups = [f.name for f in folders]
     notes = [f"{f.name}: {len(f.pairs)} pair(s); reference (engine's A) = {f.modality_a}, "
@@ -470,7 +519,7 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
                for i in montage_at[:MONTAGE_SLICES_PER_VOLUME]}
     job = _Job(group=group, a=a, b=b, axis=axis, names=names, keep=keep, montage=montage,
                name_a=name_a, name_b=name_b, sliced_dim=2 - layout.array_axis)
-    with Scorer(runner.metrics, runner.jobs) as scorer:
+    with Scorer(runner.metrics, runner.jobs, runner.protocol) as scorer:
         runner.run_job(job, scorer)
     notes = [f"{group}: {len(keep)} of {src_a.shape[0]} {axis} slice(s) scored (those where at least "
              f"{CONTENT_FRACTION:.0%} of the pixels of both normalised sources reach {CONTENT_LEVEL:g}{', every ' + str(every) + 'th' if every > 1 else ''}"
@@ -486,8 +535,11 @@ def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluati
     notes = list(notes) + [SAVED_NOTE]
     if runner.colour_groups:
         notes.append(COLOUR_NOTE + f" ({', '.join(runner.colour_groups)})")
+    if runner.protocol == cddfuse.PROTOCOL:
+        notes.append(CDDFUSE_NOTE)
     settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size,
                 "torch_threads": torch.get_num_threads(), "preset_a": runner.preset_a, "preset_b": runner.preset_b}
     return Evaluation(rows=runner.sorted_rows(), methods=runner.methods, metrics=runner.metrics, groups=list(groups),
                       notes=notes, warnings=runner.warnings, montage=montage,
-                      slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started)
+                      slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started,
+                      protocol=runner.protocol)

@@ -83,6 +83,11 @@ def _edge_preservation(g_src, a_src, g_fus, a_fus) -> np.ndarray:
     larger = np.maximum(g_src, g_fus)
     # Relative strength min/max; 1 where both are 0 (weight g_src = 0 there anyway).
     relative_strength = np.where(larger == 0, 1.0, np.minimum(g_src, g_fus) / np.where(larger == 0, 1.0, larger))
+    return edge_preservation_of(relative_strength, a_src, a_fus)
+
+
+def edge_preservation_of(relative_strength, a_src, a_fus) -> np.ndarray:
+    """Q^{XF} from the relative edge strength G^{XF} and the two orientation maps (the two sigmoids)."""
     relative_orientation = 1.0 - np.abs(a_src - a_fus) / (np.pi / 2)
     q_strength = QABF_GAMMA_G / (1.0 + np.exp(QABF_KAPPA_G * (relative_strength - QABF_SIGMA_G)))
     q_orientation = QABF_GAMMA_A / (1.0 + np.exp(QABF_KAPPA_A * (relative_orientation - QABF_SIGMA_A)))

@@ -157,8 +157,9 @@ def _viff_pyramid(img: Prepared):
     return img.memo("viff_pyramid", compute)
 
 
-def _viff_scale_maps(ref: Prepared, dist: Prepared):
-    """Per scale: (VID, VIND, g) maps of source ``ref`` against fused ``dist`` (Sheikh & Bovik's GSM model)."""
+def _viff_scale_maps(ref: Prepared, dist: Prepared, noise_var: float = VIFF_NOISE_VAR):
+    """Per scale: (VID, VIND, g) maps of source ``ref`` against fused ``dist`` (Sheikh & Bovik's GSM model),
+    visual noise variance ``noise_var`` (0-255 units)."""
     maps = []
     for scale, (ref_k, dist_k) in enumerate(zip(_viff_pyramid(ref), _viff_pyramid(dist)), start=1):
         _, _, var_r, var_d, cov = _local_moments(ref_k, dist_k, _viff_kernel(scale))
@@ -178,8 +179,8 @@ def _viff_scale_maps(ref: Prepared, dist: Prepared):
         sv_sq = np.where(negative, var_d, sv_sq)
         g = np.where(negative, 0.0, g)
         sv_sq = np.maximum(sv_sq, _EPS)
-        vid = np.log10(1.0 + g * g * var_r / (sv_sq + VIFF_NOISE_VAR))
-        vind = np.log10(1.0 + var_r / VIFF_NOISE_VAR)
+        vid = np.log10(1.0 + g * g * var_r / (sv_sq + noise_var))
+        vind = np.log10(1.0 + var_r / noise_var)
         maps.append((vid, vind, g))
     return maps
 
