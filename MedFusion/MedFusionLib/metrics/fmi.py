@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import Prepared, prepare
 
-_CHUNK = 8192  # windows per vectorised batch of the pair computation (keeps the (n, 2 w^2) arrays small)
+_CHUNK = 2048  # windows per vectorised batch: keeps the (w^2 or 2 w^2, n) temporaries cache-sized
 
 
 def feature_image(img255: np.ndarray, feature: str) -> np.ndarray:
@@ -38,12 +38,26 @@ class WindowFeatures:
     """Per-window marginal pdf, cdf, pdf deviations, index standard deviation and entropy of one feature image.
 
     Arrays are (w^2, windows): one long vector per position in the window, so that every per-window
-    sum is w^2 - 1 vector additions (numpy is slow at reducing many short rows).
+    sum is w^2 - 1 vector additions (numpy is slow at reducing many short rows). They are computed in
+    blocks of image rows, so that the temporaries stay small (freshly mapped large temporaries cost
+    more in page faults than the arithmetic).
     """
 
     def __init__(self, img255: np.ndarray, feature: str, window: int):
         feat = feature_image(np.asarray(img255, dtype=np.float64), feature)
         self.feature_image, self.window = feat, window
+        h, w = feat.shape[0] - window + 1, feat.shape[1] - window + 1
+        m = window * window
+        self.pdf, self.cdf, self.dev = np.empty((m, h * w)), np.empty((m, h * w)), np.empty((m, h * w))
+        self.dev_sq, self.sd, self.entropy = np.empty(h * w), np.empty(h * w), np.empty(h * w)
+        self.flat = np.empty(h * w, dtype=bool)
+        step = max(1, _CHUNK // w)
+        for top in range(0, h, step):
+            bottom = min(h, top + step)
+            self._block(feat[top : bottom + window - 1], slice(top * w, bottom * w))
+
+    def _block(self, feat: np.ndarray, out: slice) -> None:
+        window = self.window
         h, w = feat.shape[0] - window + 1, feat.shape[1] - window + 1
         # Position k = column * window + row: MATLAB's column-major sub(:) (the CDF order matters).
         rows = np.stack([feat[r : r + h, c : c + w].ravel() for c in range(window) for r in range(window)])
@@ -53,16 +67,18 @@ class WindowFeatures:
         # Min-max normalise each window (a constant one becomes all ones), then divide by its sum.
         norm = (rows - lo) / np.where(flat, 1.0, span)
         norm[:, flat] = 1.0
-        self.pdf = norm / column_sum(norm)
-        self.cdf = self.pdf.copy()
+        pdf = norm / column_sum(norm)
+        cdf = self.cdf[:, out]
+        cdf[0] = pdf[0]
         for k in range(1, window * window):
-            self.cdf[k] += self.cdf[k - 1]
-        self.dev = self.pdf - column_sum(self.pdf) / (window * window)
-        self.dev_sq = column_sum(self.dev * self.dev)
+            np.add(cdf[k - 1], pdf[k], out=cdf[k])
+        dev = pdf - column_sum(pdf) / (window * window)
+        self.pdf[:, out], self.dev[:, out] = pdf, dev
+        self.dev_sq[out] = column_sum(dev * dev)
         idx = np.arange(1, window * window + 1, dtype=np.float64)[:, None]
-        self.sd = np.sqrt(np.maximum(column_sum(self.pdf * idx**2) - column_sum(self.pdf * idx) ** 2, 0.0))
-        self.entropy = column_entropy(self.pdf)
-        self.flat = flat
+        self.sd[out] = np.sqrt(np.maximum(column_sum(pdf * idx**2) - column_sum(pdf * idx) ** 2, 0.0))
+        self.entropy[out] = column_entropy(pdf)
+        self.flat[out] = flat
 
 
 def column_sum(a: np.ndarray) -> np.ndarray:
