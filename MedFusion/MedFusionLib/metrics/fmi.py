@@ -173,7 +173,10 @@ def per_window_nfmi(src: WindowFeatures, fus: WindowFeatures) -> np.ndarray:
     """nfmi of every window: 1 where the feature patches are identical (fmi.m's shortcut), 0 where either
     pdf is degenerate (flat patch, a point mass, or uncorrelated pdfs: the joint pdf is then the product,
     MI = 0), otherwise the Fast-FMI value."""
-    num = column_sum(src.dev * fus.dev)
+    num = np.empty_like(src.dev_sq)
+    for start in range(0, len(num), _CHUNK):  # in blocks: small temporaries
+        block = slice(start, start + _CHUNK)
+        num[block] = column_sum(src.dev[:, block] * fus.dev[:, block])
     den = np.sqrt(src.dev_sq * fus.dev_sq)
     c = num / np.where(den == 0, 1.0, den)  # Pearson correlation of the two pdfs (0 where num is 0)
     differs = _differing_windows(src, fus)
