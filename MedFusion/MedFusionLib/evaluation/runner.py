@@ -325,11 +325,40 @@ class Runner:
     def run_job(self, job: _Job, scorer: Scorer) -> None:
         from ..geometry import slice_layout
 
-        layout = slice_layout(job.a, job.axis)
         for name in job.names:
             self._position.setdefault((job.group, name), len(self._position))
-        fused_by_method: Dict[str, Tuple[np.ndarray, np.ndarray, bool]] = {}
-        sources: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        # Fuse with every method first, then score slice by slice, all methods at once, so that each slice's
+        # sources are prepared once.
+        seconds, groups = self._fuse_all(job, slice_layout(job.a, job.axis))
+        scores: Dict[str, List[Dict[str, float]]] = {}
+        started = time.perf_counter()
+        bar = _Bar(self.progress_bars, len(job.keep) * len(self.methods), f"{job.group} scoring")
+        try:
+            for src_a, src_b, methods, greys in groups:
+                if self.protocol == cddfuse.PROTOCOL:
+                    src_a, src_b = job.grey_sources or (_grey255(src_a), _grey255(src_b))
+                per_slice = scorer.score(src_a, src_b, greys, bar)
+                for k, method in enumerate(methods):
+                    scores[method] = [row[k] for row in per_slice]
+        finally:
+            bar.close()
+        scoring = (time.perf_counter() - started) / max(1, len(job.keep) * len(self.methods))
+        for method in self.methods:
+            for i, name in enumerate(job.names):
+                self.rows.append({"pair": job.group, "image": name, "method": method,
+                                  "seconds": float(seconds[method][i]), **scores[method][i]})
+            self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
+                     f"{np.nanmean(seconds[method]):.4f} s/slice  scoring {scoring:.3f} s/slice")
+
+    def _fuse_all(self, job: _Job, layout):
+        """Fuse ``job`` with every method (saving and montage right away, keeping only the grey to score).
+
+        Returns per-slice seconds per method and the scoring groups (src_a, src_b, methods, greys): one in
+        practice, as the engine normalises the sources alike for every method; a method whose sources differ
+        anyway is scored against its own.
+        """
+        seconds: Dict[str, np.ndarray] = {}
+        groups: List[Tuple[np.ndarray, np.ndarray, List[str], List[np.ndarray]]] = []  # sources, methods, greys
         for method in self.methods:
             self._warm_up(job, method)
             clock = _BatchClock(job.a.GetSize()[job.sliced_dim])
@@ -342,40 +371,22 @@ class Runner:
             if colour and job.group not in self.colour_groups:
                 self.colour_groups.append(job.group)
             fused = layout.to_slices(sitk.GetArrayFromImage(result.fused))[job.keep]
-            sources[method] = tuple(layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
-            fused_by_method[method] = (fused, clock.per_slice[job.keep], colour)
-
-        # Score slice by slice, all methods at once, so each slice's sources are prepared once; a method whose
-        # engine-normalised sources differ from the first method's is scored against its own.
-        scores: Dict[str, List[Dict[str, float]]] = {}
-        started = time.perf_counter()
-        bar = _Bar(self.progress_bars, len(job.keep) * len(self.methods), f"{job.group} scoring")
-        try:
-            for group in _same_sources(sources):
-                src_a, src_b = sources[group[0]]
-                to_grey = protocol_grey if self.protocol == cddfuse.PROTOCOL else fused_luminance
-                greys = [to_grey(fused_by_method[m][0], fused_by_method[m][2]) for m in group]
-                if self.protocol == cddfuse.PROTOCOL:
-                    src_a, src_b = job.grey_sources or (_grey255(src_a), _grey255(src_b))
-                per_slice = scorer.score(src_a, src_b, greys, bar)
-                for k, method in enumerate(group):
-                    scores[method] = [row[k] for row in per_slice]
-        finally:
-            bar.close()
-        scoring = (time.perf_counter() - started) / max(1, len(job.keep) * len(self.methods))
-
-        for method in self.methods:
-            fused, seconds, colour = fused_by_method[method]
+            src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
+            seconds[method] = clock.per_slice[job.keep]
             for i, index in enumerate(job.keep):
-                name = job.names[i]
-                self.rows.append({"pair": job.group, "image": name, "method": method,
-                                  "seconds": float(seconds[i]), **scores[method][i]})
                 if self.save_fused is not None:
-                    save_png(fused[i], self.save_fused / method / job.group / f"{Path(name).stem}.png", colour)
+                    save_png(fused[i], self.save_fused / method / job.group / f"{Path(job.names[i]).stem}.png",
+                             colour)
                 if int(index) in job.montage:
                     job.montage[int(index)].fused[method] = to_display(fused[i], colour)
-            self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
-                     f"{np.nanmean(seconds):.4f} s/slice  scoring {scoring:.3f} s/slice")
+            grey = protocol_grey(fused, colour) if self.protocol == cddfuse.PROTOCOL else fused_luminance(fused, colour)
+            group = next((g for g in groups if np.array_equal(g[0], src_a) and np.array_equal(g[1], src_b)), None)
+            if group is None:
+                group = (src_a, src_b, [], [])
+                groups.append(group)
+            group[2].append(method)
+            group[3].append(grey)
+        return seconds, groups
 
 
 def _grey255(sources: np.ndarray) -> np.ndarray:
@@ -388,21 +399,6 @@ def protocol_grey(fused: np.ndarray, colour: bool) -> np.ndarray:
     if colour:
         return np.stack([cddfuse.cddfuse_grey(np.asarray(f, dtype=np.uint8)) for f in fused])
     return saved_grey(fused).astype(np.float64)
-
-
-def _same_sources(sources: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> List[List[str]]:
-    """The methods grouped by identical source arrays (in practice one group: the engine normalises the
-    sources the same way for every method)."""
-    groups: List[List[str]] = []
-    for method, (a, b) in sources.items():
-        for group in groups:
-            first_a, first_b = sources[group[0]]
-            if np.array_equal(a, first_a) and np.array_equal(b, first_b):
-                group.append(method)
-                break
-        else:
-            groups.append([method])
-    return groups
 
 
 # ------------------------------------------------------------------------------------ the two modes
