@@ -160,7 +160,8 @@ def test_evaluate_protocol_cddfuse_scores_the_saved_images_as_the_scorer_reads_t
                              read_grey(harvard_dir / folder / second / name), read_grey(fused_png))
         for metric in NAMES:
             assert abs(float(row[metric]) - theirs[metric]) < TWO_DECIMALS, (row["method"], folder, metric)
-    assert "CDDFuse protocol" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "CDDFuse protocol" in report and "--protocol cddfuse" in report
 
 
 def test_protocol_metric_names_and_bad_input(harvard_dir, tmp_path):
