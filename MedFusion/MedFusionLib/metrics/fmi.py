@@ -138,17 +138,18 @@ def _staircase_nfmi(p, q, src_cdf, fus_cdf, h_src, h_fus, sd_src, sd_fus, c, low
     length = np.empty_like(edges)  # interval k runs from edge k-1 (0 for k = 0) to edge k
     length[0] = edges[0]
     np.subtract(edges[1:], edges[:-1], out=length[1:])
-    src_before = np.zeros((2 * m, n))  # source edges passed before interval k
+    src_before = np.zeros((2 * m, n), dtype=np.int64)  # source edges passed before interval k
     for k in range(1, 2 * m):
         np.add(src_before[k - 1], from_src[k - 1], out=src_before[k])
-    fus_before = np.arange(2 * m, dtype=np.float64)[:, None] - src_before
+    fus_before = np.arange(2 * m)[:, None] - src_before
     valid = (src_before < m) & (fus_before < m)
     length *= valid
 
     # Hoeffding: cov of the bound = sum_ij H(i, j) - sum F sum G, with sum_ij H = integral over u of
     # #{i: F(i) > u} * #{j: G(j) > u} (upper bound), or #{i: F(i) > u} * #{j: 1 - G(j) < u} (lower bound).
     src_count = np.minimum(src_before, m - 1) + 1 if lower else m - src_before
-    cov_bound = column_sum(length * (m - fus_before) * src_count) - column_sum(fus_cdf) * column_sum(src_cdf)
+    src_count *= m - fus_before
+    cov_bound = column_sum(length * src_count) - column_sum(fus_cdf) * column_sum(src_cdf)
     corr_bound = cov_bound / (sd_src * sd_fus)
     weight = np.where(corr_bound == 0, 0.0, c / np.where(corr_bound == 0, 1.0, corr_bound))
 
@@ -156,10 +157,20 @@ def _staircase_nfmi(p, q, src_cdf, fus_cdf, h_src, h_fus, sd_src, sd_fus, c, low
     rest = 1.0 - weight
     sum_p, sum_q = column_sum(p), column_sum(q)
     h_joint = rest * (h_fus * sum_p + h_src * sum_q - _log2_or_zero(rest) * sum_p * sum_q)
-    fus_cell = np.minimum(fus_before, m - 1).astype(np.intp)
-    src_cell = (np.maximum(m - 1 - src_before, 0) if lower else np.minimum(src_before, m - 1)).astype(np.intp)
     columns = np.arange(n)
-    product = q.ravel().take(fus_cell * n + columns) * p.ravel().take(src_cell * n + columns)
+    # Flat indices of each interval's cells in the (w^2, n) pdf arrays: cell * n + column.
+    fus_index = np.minimum(fus_before, m - 1, out=fus_before)
+    fus_index *= n
+    fus_index += columns
+    if lower:
+        src_index = np.subtract(m - 1, src_before, out=src_before)
+        np.maximum(src_index, 0, out=src_index)
+    else:
+        src_index = np.minimum(src_before, m - 1, out=src_before)
+    src_index *= n
+    src_index += columns
+    product = q.ravel().take(fus_index)
+    product *= p.ravel().take(src_index)
     product *= rest * valid
     joint = product + weight * length
     h_joint += column_entropy(joint) - column_entropy(product)
@@ -186,9 +197,9 @@ def per_window_nfmi(src: WindowFeatures, fus: WindowFeatures) -> np.ndarray:
         todo = np.flatnonzero(computed & ((c < 0) == lower))
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
-            out[part] = _staircase_nfmi(src.pdf[:, part], fus.pdf[:, part], src.cdf[:, part], fus.cdf[:, part],
-                                        src.entropy[part], fus.entropy[part], src.sd[part], fus.sd[part], c[part],
-                                        lower)
+            columns = [np.take(array, part, axis=1) for array in (src.pdf, fus.pdf, src.cdf, fus.cdf)]
+            out[part] = _staircase_nfmi(*columns, src.entropy[part], fus.entropy[part], src.sd[part], fus.sd[part],
+                                        c[part], lower)
     return out
 
 
