@@ -65,19 +65,23 @@ class WindowFeatures:
         span = rows.max(axis=0) - lo
         flat = span == 0
         # Min-max normalise each window (a constant one becomes all ones), then divide by its sum.
-        norm = (rows - lo) / np.where(flat, 1.0, span)
-        norm[:, flat] = 1.0
-        pdf = norm / column_sum(norm)
+        rows -= lo
+        rows /= np.where(flat, 1.0, span)
+        rows[:, flat] = 1.0
+        rows /= column_sum(rows)
+        pdf = rows
         cdf = self.cdf[:, out]
         cdf[0] = pdf[0]
         for k in range(1, window * window):
             np.add(cdf[k - 1], pdf[k], out=cdf[k])
-        dev = pdf - column_sum(pdf) / (window * window)
-        self.pdf[:, out], self.dev[:, out] = pdf, dev
-        self.dev_sq[out] = column_sum(dev * dev)
-        idx = np.arange(1, window * window + 1, dtype=np.float64)[:, None]
-        self.sd[out] = np.sqrt(np.maximum(column_sum(pdf * idx**2) - column_sum(pdf * idx) ** 2, 0.0))
-        self.entropy[out] = column_entropy(pdf)
+        dev = self.dev[:, out]
+        np.subtract(pdf, column_sum(pdf) / (window * window), out=dev)
+        self.pdf[:, out] = pdf
+        self.dev_sq[out] = np.einsum("kn,kn->n", dev, dev)
+        idx = np.arange(1, window * window + 1, dtype=np.float64)
+        moment1, moment2 = np.einsum("kn,k->n", pdf, idx), np.einsum("kn,k->n", pdf, idx**2)
+        self.sd[out] = np.sqrt(np.maximum(moment2 - moment1**2, 0.0))
+        self.entropy[out] = -np.einsum("kn,kn->n", pdf, np.log2(np.fmax(pdf, np.finfo(np.float64).tiny)))
         self.flat[out] = flat
 
 
