@@ -88,10 +88,7 @@ class WindowFeatures:
 
 def column_sum(a: np.ndarray) -> np.ndarray:
     """Sum over the first axis of a (k, n) array, row by row (fast for a short first axis)."""
-    total = a[0].copy()
-    for row in a[1:]:
-        total += row
-    return total
+    return a.sum(axis=0)
 
 
 def _log2_or_zero(p: np.ndarray) -> np.ndarray:
@@ -144,8 +141,7 @@ def _staircase_nfmi(p, q, src_cdf, fus_cdf, h_src, h_fus, sd_src, sd_fus, c, low
     length[0] = edges[0]
     np.subtract(edges[1:], edges[:-1], out=length[1:])
     src_before = np.zeros((2 * m, n), dtype=np.int64)  # source edges passed before interval k
-    for k in range(1, 2 * m):
-        np.add(src_before[k - 1], from_src[k - 1], out=src_before[k])
+    np.cumsum(from_src[:-1], axis=0, out=src_before[1:])
     fus_before = np.arange(2 * m)[:, None] - src_before
     valid = (src_before < m) & (fus_before < m)
     length *= valid
