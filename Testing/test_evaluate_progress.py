@@ -21,7 +21,7 @@ def test_one_overall_bar_counts_every_folder_and_method(harvard_dir, tmp_path):
     assert states and all(f"/{total} " in s for s in states)
     assert f"100%" in states[-1] and f"{total}/{total}" in states[-1] and ETA.search(states[-1])
     # Per-folder bars still run beneath it, and the report lines reach stdout intact.
-    assert "PET-MRI max" in stderr
+    assert "PET-MRI scoring" in stderr  # one scoring bar per folder (all methods scored together)
     assert "medfusion evaluate: SPECT-MRI    max" in stdout
 
 

@@ -172,7 +172,7 @@ def cmd_evaluate(args) -> int:
         cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
         preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
         save_fused=args.save_fused, say=lambda m: progress.write(f"medfusion evaluate: {m}"), warn=_warn,
-        progress_bars=not args.quiet, command=_evaluate_command(args))
+        progress_bars=not args.quiet, protocol=args.protocol, command=_evaluate_command(args))
     for name, path in paths.items():
         print(f"  {name:<9} {path}")
     return 0
@@ -198,7 +198,8 @@ def _evaluate_command(args) -> str:
     words = ["medfusion", "evaluate"]
     words += [args.pairs_dir] if args.pairs_dir else []
     words += ["--volumes", *args.volumes] if args.volumes else []
-    for flag, value in (("--methods", args.methods), ("--metrics", args.metrics), ("--folders", args.folders),
+    for flag, value in (("--methods", args.methods), ("--metrics", args.metrics),
+                        ("--protocol", None if args.protocol == "medfusion" else args.protocol), ("--folders", args.folders),
                         ("--cases", args.cases), ("--split", args.split),
                         ("--every", args.every if args.every != 1 else None),
                         ("--limit", args.limit), ("--axis", args.axis if args.volumes else None),
@@ -230,7 +231,10 @@ def _add_evaluate_parser(sub) -> None:
     evaluate.add_argument("--out", required=True, help="output folder (created if missing)")
     evaluate.add_argument("--save-fused", action="store_true",
                           help="also write every fused image to OUT/fused/<method>/<pair>/<name>.png (8-bit)")
-    evaluate.add_argument("--metrics", help="comma-separated subset of the metrics (default all)")
+    evaluate.add_argument("--metrics", help="comma-separated subset of the protocol's metrics (default all)")
+    evaluate.add_argument("--protocol", default="medfusion", choices=("medfusion", "cddfuse"),
+                          help="scoring protocol: medfusion (our 17 metrics, default) or cddfuse (EN, SD, SF, MI, SCD, "
+                               "VIF, Qabf, SSIM as CDDFuse's scorer computes them, on 8-bit grey images)")
     evaluate.add_argument("--folders", help="comma-separated modality-pair folders to use (default all)")
     evaluate.add_argument("--cases", help="comma-separated case ids: the leading digits of a file name before its "
                                           "3-digit slice index (28013.png is case 28)")

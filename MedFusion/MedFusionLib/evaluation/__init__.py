@@ -51,7 +51,7 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
              every: int = 1, limit: Optional[int] = None, axis: str = "axial", preset_a="auto", preset_b="auto",
              device: str = "auto", batch_size: Optional[int] = None, jobs: int = 1, save_fused: bool = False,
              say: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None,
-             progress_bars: bool = False,
+             progress_bars: bool = False, protocol: str = "medfusion",
              command: Optional[str] = None, header: Sequence[str] = ()) -> Tuple[Evaluation, Dict[str, Path]]:
     """Run an evaluation and write its report to ``out``; returns the evaluation and the written paths.
 
@@ -59,6 +59,8 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
     ``cases``: a set of case ids, or folder -> case ids (e.g. a validation split). ``methods`` may contain
     'classic' or 'all'. ``every``/``limit`` subsample (see :func:`.pairs.select` and
     :func:`.runner.evaluate_volumes`). ``say`` receives progress lines, ``warn`` warnings (default: ``say``).
+    ``protocol``: "medfusion" (our metrics) or "cddfuse" (the CDDFuse scorer's 8 metrics, scored its way on
+    8-bit grey images; see :mod:`MedFusionLib.metrics.cddfuse`); ``metrics`` names that protocol's metrics.
     Raises :class:`InputError` for anything the caller can fix.
     """
     say = say or (lambda message: None)
@@ -68,7 +70,8 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
     out = Path(out)
     fused_dir = out / "fused" if save_fused else None
     runner = Runner(methods, metrics, device=device, batch_size=batch_size, preset_a=preset_a,
-                    preset_b=preset_b, jobs=jobs, save_fused=fused_dir, say=say, progress_bars=progress_bars)
+                    preset_b=preset_b, jobs=jobs, save_fused=fused_dir, say=say, progress_bars=progress_bars,
+                    protocol=protocol)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
     if every < 1 or (limit is not None and limit < 1):

@@ -12,8 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..metrics import METRICS
-from .runner import Evaluation
+from .runner import PROTOCOLS, Evaluation
 
 SECONDS = "seconds"
 OVERALL = "overall"
@@ -23,9 +22,9 @@ def columns(evaluation: Evaluation) -> List[str]:
     return ["pair", "image", "method", SECONDS, *evaluation.metrics]
 
 
-def higher_is_better(column: str) -> bool:
-    """The registry's direction for a metric; time is lower-is-better."""
-    return False if column == SECONDS else METRICS[column].higher_is_better
+def higher_is_better(column: str, protocol: str = "medfusion") -> bool:
+    """The registry's direction for a metric (of the evaluation's scoring protocol); time is lower-is-better."""
+    return False if column == SECONDS else PROTOCOLS[protocol][column].higher_is_better
 
 
 def _replace_into(path: Path, write) -> Path:
@@ -76,12 +75,12 @@ def summarise(rows: Sequence[dict], methods: Sequence[str], column: str) -> Dict
     return out
 
 
-def best_methods(summary: Dict[str, Tuple[float, float, int]], column: str) -> List[str]:
+def best_methods(summary: Dict[str, Tuple[float, float, int]], column: str, protocol: str = "medfusion") -> List[str]:
     """The methods whose mean is the best for ``column`` (ties all count)."""
     means = {m: s[0] for m, s in summary.items() if np.isfinite(s[0])}
     if not means:
         return []
-    best = max(means.values()) if higher_is_better(column) else min(means.values())
+    best = max(means.values()) if higher_is_better(column, protocol) else min(means.values())
     return [m for m, v in means.items() if v == best]
 
 
@@ -114,9 +113,9 @@ def table(evaluation: Evaluation, rows: Sequence[dict], sd: bool = True) -> Tupl
     methods."""
     cols = [SECONDS, *evaluation.metrics]
     stats = {c: summarise(rows, evaluation.methods, c) for c in cols}
-    best = {c: best_methods(stats[c], c) for c in cols}
+    best = {c: best_methods(stats[c], c, evaluation.protocol) for c in cols}
     decimals = {c: _decimals([s[0] for s in stats[c].values()]) for c in cols}
-    arrows = {c: ("↑" if higher_is_better(c) else "↓") for c in cols}
+    arrows = {c: ("↑" if higher_is_better(c, evaluation.protocol) else "↓") for c in cols}
     header = ["method", *[f"{'s/slice' if c == SECONDS else c} {arrows[c]}" for c in cols]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in evaluation.methods:
@@ -209,7 +208,7 @@ def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Pa
         if column == SECONDS:
             title = "Fusion time per slice (s), lower is better"
         else:
-            spec = METRICS[column]
+            spec = PROTOCOLS[evaluation.protocol][column]
             title = f"{column}: {spec.description} ({'higher' if spec.higher_is_better else 'lower'} is better)"
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
