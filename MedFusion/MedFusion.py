@@ -76,6 +76,7 @@ FusionMethod = _LabelledEnum("FusionMethod", [(n, n) for n in PARAMETERS["method
 FusionRule = _LabelledEnum("FusionRule", [(n, n) for n in PARAMETERS["fusionRule"].choices])
 SlicingAxis = _LabelledEnum("SlicingAxis", [(n, n) for n in PARAMETERS["axis"].choices])
 ComputeDevice = _LabelledEnum("ComputeDevice", [(n, n) for n in PARAMETERS["device"].choices])
+ColourMode = _LabelledEnum("ColourMode", [(n, n) for n in PARAMETERS["colourMode"].choices])
 
 
 @parameterNodeWrapper
@@ -91,6 +92,7 @@ class MedFusionParameterNode:
     presetA: str = PARAMETERS["presetA"].default
     presetB: str = PARAMETERS["presetB"].default
     colourB: str = PARAMETERS["colourB"].default
+    colourMode: ColourMode = ColourMode[PARAMETERS["colourMode"].default]
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
     outputVolume: vtkMRMLScalarVolumeNode

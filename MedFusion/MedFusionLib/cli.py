@@ -19,6 +19,7 @@ from typing import List, Optional  # noqa: E402
 from . import __version__  # noqa: E402
 from .acceleration import PRECISIONS  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
+from .functional_colour import COLOUR_MODES  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .methods.registry import parse_option  # noqa: E402
@@ -96,7 +97,7 @@ def cmd_fuse(args) -> int:
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
                               method_options=options, progress=bar, name_a=name_a, name_b=name_b,
                               colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              precision=args.precision, compile=args.compile)
+                              colour_mode=args.colour_mode, precision=args.precision, compile=args.compile)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -275,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--colormap-a", metavar="NAME", help="colour a scalar functional A (e.g. hot): it is fused "
                                                              "through YCbCr and the output is RGB")
     fuse.add_argument("--colormap-b", metavar="NAME", help="colour a scalar functional B, e.g. PET in SUV with hot")
+    fuse.add_argument("--colour-mode", default="auto", choices=COLOUR_MODES,
+                      help="how the functional colour is shown: overlay (thresholded colour on the grey fusion; "
+                           "auto for luminance-encoded maps such as hot), ycbcr (fuse Y, keep the colour; auto for "
+                           "hue-encoded maps such as rainbow and for RGB images) (default auto)")
     fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
+from .functional_colour import AUTO, COLOUR_MODES
 from .methods import DEFAULT_METHOD, REGISTRY
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("colourB", "str", COLOUR_NONE,
               help="colour a scalar functional B (PET, SPECT): none, 'volume' (its own colour table and window), "
                    "or the name of a colour node (e.g. PET-Heat); the fused volume is then RGB"),
+    Parameter("colourMode", "enum", AUTO, choices=COLOUR_MODES,
+              help="how the functional colour is shown: auto, overlay (thresholded colour on the grey fusion) or "
+                   "ycbcr (brightness from the fusion, colour kept); see MedFusionLib.functional_colour"),
     Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
     Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
@@ -370,7 +374,7 @@ class MedFusionLogic(_LogicBase):
             p["inputVolumeA"], p["inputVolumeB"], method=p["method"], axis=p["axis"], presetA=p["presetA"],
             presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"], edgeStrength=p["edgeStrength"],
             edges=p["showEdges"], outputVolume=p["outputVolume"], outputEdges=p["outputEdges"],
-            progress=progress, cancel=cancel, colourB=p["colourB"])
+            progress=progress, cancel=cancel, colourB=p["colourB"], colourMode=p["colourMode"])
 
     # ---------------------------------------------------------------- validation ----------------------------
     @staticmethod
@@ -546,14 +550,16 @@ class MedFusionLogic(_LogicBase):
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
                 progress: Optional[Callable[[int, int], None]] = None,
-                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None) -> MedFusionOutput:
+                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None,
+                colourMode: str = AUTO) -> MedFusionOutput:
         """Fuse ``volumeB`` into ``volumeA``'s geometry; see the module docstring.
 
         ``fusionRule`` and ``edgeStrength`` are passed to the method only when its registry entry declares the
         options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are. ``progress(done,
         total)`` is called after each batch of slices, ``cancel()`` before each; a True from ``cancel`` raises
         :class:`MedFusionLib.errors.Cancelled`. ``colourB`` colours a scalar functional B (see the colourB
-        parameter): the fused volume is then an RGB vector volume. Returns a :class:`MedFusionOutput`.
+        parameter): the fused volume is then an RGB vector volume, its colour shown as ``colourMode`` says (auto,
+        overlay, ycbcr; see functional_colour.py). Returns a :class:`MedFusionOutput`.
         """
         import time
 
@@ -582,7 +588,7 @@ class MedFusionLogic(_LogicBase):
         result = fuse_volumes(
             image_a, image_b, method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
             batch_size=batchSize, edges=edges, method_options=options, progress=progress, cancel=cancel,
-            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b)
+            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b, colour_mode=colourMode)
         warnings = warnings + list(result.warnings)
         output = self._write_outputs(volumeA, volumeB, info, result, outputVolume, outputEdges if edges else None)
         output.warnings = warnings

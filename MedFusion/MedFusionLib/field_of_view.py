@@ -1,0 +1,84 @@
+"""Field-of-view aware fusion: where only A has data, the output is A's normalised image, unchanged.
+
+Outside B's field of view a method would otherwise fuse A with zeros (average halves A, GFF dims it to ~73%),
+which draws a hard seam along B's border. Two steps remove it:
+
+1. the method sees B filled with A where B has no data, so a network's receptive field near the border sees
+   "both sources agree" rather than a black cliff;
+2. the output is blended back to A with a weight that is 0 outside B's field of view and at its outermost
+   voxel centres, and rises linearly to 1 over ``RAMP_VOXELS`` voxels of A inward (per axis of B, in mm), so
+   the fusion fades in and no step appears at the border.
+
+The weight is computed analytically from the two grids (the physical position of every voxel of A's slab in
+B's continuous index space), so it costs no volume-sized array and works along any slicing axis.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+# Width of the fade-in, in voxels of A along each axis of B: wide enough that the fused-minus-A difference
+# spreads over several voxels (measured on sts_001 CT + MR: see Testing/test_field_of_view.py).
+RAMP_VOXELS = 8.0
+
+
+def _matrix(image: sitk.Image) -> np.ndarray:
+    """Index -> physical linear map (direction times spacing), as a (dim, dim) matrix."""
+    dim = image.GetDimension()
+    return np.asarray(image.GetDirection(), np.float64).reshape(dim, dim) @ np.diag(image.GetSpacing())
+
+
+def _ramp_mm(reference: sitk.Image, moving: sitk.Image) -> np.ndarray:
+    """Ramp length along each of B's axes: RAMP_VOXELS times A's voxel extent in that direction."""
+    dim = reference.GetDimension()
+    axes_b = np.asarray(moving.GetDirection(), np.float64).reshape(dim, dim)  # columns: B's axis directions
+    steps_a = _matrix(reference)  # columns: A's voxel steps in mm
+    extent = np.abs(axes_b.T @ steps_a).max(axis=1)  # largest A voxel step projected on each B axis
+    return RAMP_VOXELS * np.maximum(extent, 1e-6)
+
+
+def border_weight(grid: sitk.Image, moving: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """Weight in [0, 1] for every voxel of ``grid`` (a sub-grid of A), in SimpleITK array order.
+
+    0 outside B's field of view and on B's outermost voxel centres, 1 at least ``RAMP_VOXELS`` voxels of A
+    inside it; linear in between.
+    """
+    dim = grid.GetDimension()
+    size = grid.GetSize()
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in size], indexing="ij"), axis=-1)
+    physical = index.reshape(-1, dim) @ _matrix(grid).T + np.asarray(grid.GetOrigin())
+    continuous = (physical - np.asarray(moving.GetOrigin())) @ np.linalg.inv(_matrix(moving)).T
+    n_b = np.asarray(moving.GetSize(), np.float64)
+    # Distance inside B along each of its axes, in its voxels: to the outermost voxel centres, or to the
+    # voxel's half-width for an axis of one voxel (a single slice).
+    low = np.where(n_b > 1, 0.0, -0.5)
+    high = np.where(n_b > 1, n_b - 1.0, 0.5)
+    inside = np.minimum(continuous - low, high - continuous) * np.asarray(moving.GetSpacing())
+    weight = np.clip(inside / _ramp_mm(reference, moving), 0.0, 1.0).min(axis=1)
+    # (x, y[, z]) index order -> SimpleITK's array order (z, y, x)
+    return np.ascontiguousarray(weight.reshape(size).transpose(tuple(range(dim))[::-1]), dtype=np.float32)
+
+
+def slab_weight(moving_slabs, start: int, end: int) -> Optional[np.ndarray]:
+    """The border weight of slices [start, end) in the slab layout (n, H, W), or None when B covers A."""
+    if moving_slabs.same_grid:
+        return None
+    grid = moving_slabs._sub_grid(start, end)
+    weight = border_weight(grid, moving_slabs.source.image, moving_slabs.reference)
+    return np.ascontiguousarray(moving_slabs.layout.to_slices(weight))
+
+
+def method_input_b(luma_a: np.ndarray, luma_b: np.ndarray, inside: Optional[np.ndarray]) -> np.ndarray:
+    """B as the method sees it: B where it has data, A elsewhere (no black cliff at the border)."""
+    if inside is None:
+        return luma_b
+    return np.where(inside, luma_b, luma_a).astype(np.float32, copy=False)
+
+
+def blend_to_reference(fused: np.ndarray, luma_a: np.ndarray, weight: Optional[np.ndarray]) -> np.ndarray:
+    """Fused where B has data, fading to exactly A across B's border (weight 0 -> A, 1 -> fused)."""
+    if weight is None:
+        return fused
+    return (luma_a + weight * (fused - luma_a)).astype(np.float32, copy=False)
