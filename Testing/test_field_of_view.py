@@ -82,3 +82,22 @@ def test_the_weight_is_zero_outside_one_inside_and_the_same_along_any_slicing_ax
     result = fuse_volumes(ct, mr, method="average", axis="coronal", preset_a="ct:soft", preset_b="mr",
                           edges=False, return_sources=True, device="cpu")
     assert _figures(result, inside)["outside_error"] < 1.0 / 255
+
+
+def test_where_b_is_masked_with_nan_a_passes_unchanged(sts):
+    ct, mr, _ = sts
+    masked = sitk.GetArrayFromImage(mr)
+    masked[:, 40:110, 50:120] = np.nan  # a masked-out block inside the MR's field of view
+    masked_mr = sitk.GetImageFromArray(masked)
+    masked_mr.CopyInformation(mr)
+    result = fuse_volumes(ct, masked_mr, method="laplacian", preset_a="ct:soft", preset_b="mr", edges=False,
+                          return_sources=True, device="cpu")
+    fused = sitk.GetArrayFromImage(result.fused)
+    reference = sitk.GetArrayFromImage(result.sources[0])
+    no_data = field_of_view_mask(mr, ct) & (sitk.GetArrayFromImage(result.sources[1]) == 0.0)
+    nan_block = sitk.GetImageFromArray(np.isnan(masked).astype(np.uint8))
+    nan_block.CopyInformation(mr)
+    block = sitk.GetArrayFromImage(sitk.Resample(nan_block, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    assert block.sum() > 10000
+    np.testing.assert_allclose(fused[block > 0], reference[block > 0], atol=1.0 / 255)
+    assert no_data[block > 0].all()

@@ -216,7 +216,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                     warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
                 continue
             # Where only A has data, A passes through unchanged, fading in the fusion across B's border.
-            weight = field_of_view.slab_weight(moving, start, end)
+            weight = field_of_view.slab_weight(moving, start, end, slab_b.inside)
             fused = field_of_view.blend_to_reference(fused, slab_a.luma, weight)
             if colour_source:
                 rgb = (functional_colour.compose(fused, slab_a) if colour_source == "A"

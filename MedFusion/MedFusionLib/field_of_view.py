@@ -1,5 +1,8 @@
 """Field-of-view aware fusion: where only A has data, the output is A's normalised image, unchanged.
 
+"Only A has data" means outside B's field of view, or where B is masked with NaN (B on another grid than A:
+resampled NaN voxels are no data; on A's own grid, NaN voxels are read as 0).
+
 Outside B's field of view a method would otherwise fuse A with zeros (average halves A, GFF dims it to ~73%),
 which draws a hard seam along B's border. Two steps remove it:
 
@@ -61,13 +64,30 @@ def border_weight(grid: sitk.Image, moving: sitk.Image, reference: sitk.Image) -
     return np.ascontiguousarray(weight.reshape(size).transpose(tuple(range(dim))[::-1]), dtype=np.float32)
 
 
-def slab_weight(moving_slabs, start: int, end: int) -> Optional[np.ndarray]:
-    """The border weight of slices [start, end) in the slab layout (n, H, W), or None when B covers A."""
+def _mask_ramp(inside: np.ndarray) -> np.ndarray:
+    """In-plane fade-in from the border of a data mask (e.g. B's NaN-masked voxels), slice by slice."""
+    import cv2
+
+    ramp = np.empty(inside.shape, np.float32)
+    for index, mask in enumerate(inside):
+        distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)  # 1 on the first voxel inside
+        ramp[index] = np.clip((distance - 1.0) / RAMP_VOXELS, 0.0, 1.0)
+    return ramp
+
+
+def slab_weight(moving_slabs, start: int, end: int, inside: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """The border weight of slices [start, end) in the slab layout (n, H, W), or None when B covers A.
+
+    ``inside`` (the slab's mask of voxels where B has data) adds an in-plane fade-in wherever B has no data
+    inside its field of view (NaN voxels of a masked B).
+    """
     if moving_slabs.same_grid:
         return None
     grid = moving_slabs._sub_grid(start, end)
-    weight = border_weight(grid, moving_slabs.source.image, moving_slabs.reference)
-    return np.ascontiguousarray(moving_slabs.layout.to_slices(weight))
+    weight = moving_slabs.layout.to_slices(border_weight(grid, moving_slabs.source.image, moving_slabs.reference))
+    if inside is not None and not np.array_equal(inside, weight > 0):
+        weight = np.minimum(weight, _mask_ramp(inside))
+    return np.ascontiguousarray(weight)
 
 
 def method_input_b(luma_a: np.ndarray, luma_b: np.ndarray, inside: Optional[np.ndarray]) -> np.ndarray:
