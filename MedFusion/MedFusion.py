@@ -202,7 +202,8 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         unavailable = _("Not an option of {method}.").format(method=info.title)
         self.ui.fusionRuleComboBox.toolTip = _("How the network merges the features of the two sources.") \
             if hasRule else unavailable
-        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off).") \
+        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off, "
+                                                     "the default; the paper's setting is 1).") \
             if hasStrength else unavailable
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
         if self._running:

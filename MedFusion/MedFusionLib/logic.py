@@ -75,7 +75,7 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("method", "enum", DEFAULT_METHOD, choices=tuple(REGISTRY.names()), help="fusion method"),
     Parameter("fusionRule", "enum", _option_default(RULE_OPTION, "max"), choices=FUSION_RULES,
               help="feature fusion rule (methods with a 'rule' option, e.g. MFEnet)"),
-    Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 1.0)),
+    Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 0.0)),
               help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)"),
     Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
     Parameter("presetA", "str", "auto", help="intensity preset of A"),
