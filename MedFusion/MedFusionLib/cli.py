@@ -90,6 +90,14 @@ def cmd_fuse(args) -> int:
             raise InputError("The fused output and the edge output must be different files.")
     options = dict(parse_option(o) for o in args.option)
     name_a, name_b = display_name(args.a), display_name(args.b)
+    if name_a == name_b:  # e.g. MRI/41030.png and PET/41030.png: say which is which by their folders
+        name_a, name_b = (f"{Path(p).resolve().parent.name}/{n}" for p, n in ((args.a, name_a), (args.b, name_b)))
+    preview_slices = None
+    if args.preview:
+        from .preview import check_slices, parse_slices
+
+        preview_slices = parse_slices(args.preview_slice)
+        check_slices(a, preview_slices)
     bar = _ProgressBar(not args.quiet, "fusing")
     try:
         result = fuse_volumes(a, b, method=args.method, axis=args.axis, preset_a=args.preset_a,
@@ -105,7 +113,8 @@ def cmd_fuse(args) -> int:
     if args.preview:
         from .preview import save_preview
 
-        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b)
+        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b,
+                     slices=preview_slices)
     for message in warnings + result.warnings:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
@@ -292,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--compile", action="store_true",
                       help="try torch.compile for networks (falls back to eager mode if it fails)")
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")
+    fuse.add_argument("--preview-slice", metavar="SPEC",
+                      help="slice of the preview: a fraction of each view (0.3) or indices (axial=20,coronal=100); "
+                           "default the centre")
     fuse.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
 
