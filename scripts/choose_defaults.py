@@ -79,13 +79,16 @@ def main(argv=None) -> int:
     for label in clean:
         networks.setdefault(label.split("[")[0], label)
 
+    command = " ".join(["python scripts/choose_defaults.py", *(sys.argv[1:] if argv is None else argv)])
+    sources = ", ".join(f"`{Path(p).resolve().relative_to(REPO)}`" if Path(p).resolve().is_relative_to(REPO)
+                        else f"`{p}`" for p in args.results)
     lines = [
         "# Defaults by measurement",
         "",
-        f"- Command: `python scripts/choose_defaults.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
-        .rstrip() + f" ({datetime.date.today().isoformat()})",
-        f"- Benchmark: {', '.join(f'`{Path(p).relative_to(REPO)}`' if Path(p).is_relative_to(REPO) else p for p in args.results)}"
-        " (validation split, every 2nd image; `mfenet` rows of 2026-11-21 relabelled with the options they had)",
+        f"- Command: `{command}` ({datetime.date.today().isoformat()})",
+        f"- Benchmark: {sources} (validation split, every 2nd image; rows of 2026-11-21 relabelled with the "
+        "options they were measured with: `mfenet` = `mfenet[rule=max,edge_weight=1]`, `edpsn` = "
+        "`edpsn[eem_weight=1]`)",
         "- Rank: mean over the 17 metrics of each variant's rank among all variants (1 = best), per modality pair, "
         "averaged over CT-MRI, PET-MRI and SPECT-MRI",
         f"- Clean: at most {100 * CLEAN_SHARE:.1f}% of the foreground invented pure white (fused >= 0.995 where "
