@@ -25,10 +25,12 @@ import choose_defaults  # noqa: E402
 
 
 def _label(method: str) -> str:
+    """The method with its registry defaults spelled out, as the report labels it: mfenet[rule=max,edge_weight=0]."""
     options = REGISTRY.get(method).options
     if not options:
         return method
-    return f"{method}[{','.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, (v, _) in options.items())}]"
+    values = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, (v, _) in options.items()]
+    return f"{method}[{','.join(values)}]"
 
 
 def test_every_front_door_uses_the_registry_default_method():

@@ -6,8 +6,9 @@ Two display modes, chosen per colour map:
   uptake is read from the hue, so the fused image takes its brightness (Y) from the fusion and keeps the
   functional image's chroma (CbCr). Brightness carries anatomy, hue carries function.
 - ``overlay`` for **luminance-encoded** maps (hot, inferno, viridis, Slicer's PET-Heat and PET-Rainbow, which
-  despite its name runs black - orange - yellow - white: brightness rises with the value): there, brightness *is* the uptake, and replacing it with anatomy makes hot spots look cold
-  (olive-green or grey-blue at half brightness). So, as on a PET/CT workstation, the fused image is the grey
+  despite its name runs black - orange - yellow - white: brightness rises with the value): there, brightness
+  *is* the uptake, and replacing it with anatomy makes hot spots look cold (olive-green or grey-blue at half
+  brightness). So, as on a PET/CT workstation, the fused image is the grey
   fusion of the two sources, and the functional colour is laid over it where the uptake is above a threshold:
   no colour below ``OVERLAY_START`` of the functional window, fading in up to ``OVERLAY_FULL``, and the colour
   map's own colour at full opacity above (the hottest voxels are the brightest, warmest colour).
