@@ -12,8 +12,9 @@ which draws a hard seam along B's border. Two steps remove it:
    voxel centres, and rises linearly to 1 over ``RAMP_VOXELS`` voxels of A inward (per axis of B, in mm), so
    the fusion fades in and no step appears at the border.
 
-The weight is computed analytically from the two grids (the physical position of every voxel of A's slab in
-B's continuous index space), so it costs no volume-sized array and works along any slicing axis.
+The weight is computed analytically from the two grids (B's continuous index is affine in A's voxel index),
+so it costs no volume-sized array, gives every voxel the same weight whatever its batch, and works along any
+slicing axis.
 """
 from __future__ import annotations
 
@@ -50,18 +51,27 @@ def border_weight(grid: sitk.Image, moving: sitk.Image, reference: sitk.Image) -
     """
     dim = grid.GetDimension()
     size = grid.GetSize()
-    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in size], indexing="ij"), axis=-1)
-    physical = index.reshape(-1, dim) @ _matrix(grid).T + np.asarray(grid.GetOrigin())
-    continuous = (physical - np.asarray(moving.GetOrigin())) @ np.linalg.inv(_matrix(moving)).T
+    # B's continuous index is affine in A's index: continuous = affine @ index + offset, so each of B's axes is a
+    # sum of broadcast 1D terms and only slab-sized arrays are made. Indices are A's own (the slab's first
+    # index added), so a voxel gets the same weight whatever batch it falls in.
+    first = np.rint(reference.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
+    to_b = np.linalg.inv(_matrix(moving))
+    affine = to_b @ _matrix(reference)
+    offset = to_b @ (np.asarray(reference.GetOrigin()) - np.asarray(moving.GetOrigin()))
+    # index axis p (x, y[, z]) varies along array axis dim - 1 - p of SimpleITK's (z, y, x) order
+    axes = [(first[p] + np.arange(n, dtype=np.float64)).reshape([-1 if a == dim - 1 - p else 1 for a in range(dim)])
+            for p, n in enumerate(size)]
     n_b = np.asarray(moving.GetSize(), np.float64)
-    # Distance inside B along each of its axes, in its voxels: to the outermost voxel centres, or to the
-    # voxel's half-width for an axis of one voxel (a single slice).
-    low = np.where(n_b > 1, 0.0, -0.5)
-    high = np.where(n_b > 1, n_b - 1.0, 0.5)
-    inside = np.minimum(continuous - low, high - continuous) * np.asarray(moving.GetSpacing())
-    weight = np.clip(inside / _ramp_mm(reference, moving), 0.0, 1.0).min(axis=1)
-    # (x, y[, z]) index order -> SimpleITK's array order (z, y, x)
-    return np.ascontiguousarray(weight.reshape(size).transpose(tuple(range(dim))[::-1]), dtype=np.float32)
+    ramp = _ramp_mm(reference, moving)
+    weight = np.ones(tuple(size[::-1]), np.float32)
+    for q in range(dim):
+        continuous = offset[q] + sum(affine[q, p] * axes[p] for p in range(dim))
+        # Distance inside B along its axis q, in its voxels: to the outermost voxel centres, or to the voxel's
+        # half-width for an axis of one voxel (a single slice).
+        low, high = (0.0, n_b[q] - 1.0) if n_b[q] > 1 else (-0.5, 0.5)
+        inside = np.minimum(continuous - low, high - continuous) * (moving.GetSpacing()[q] / ramp[q])
+        np.minimum(weight, np.clip(inside, 0.0, 1.0), out=weight)
+    return weight
 
 
 def _mask_ramp(inside: np.ndarray) -> np.ndarray:
