@@ -83,6 +83,7 @@ FusionMethod = _LabelledEnum("FusionMethod", [(n, n) for n in PARAMETERS["method
 FusionRule = _LabelledEnum("FusionRule", [(n, n) for n in PARAMETERS["fusionRule"].choices])
 SlicingAxis = _LabelledEnum("SlicingAxis", [(n, n) for n in PARAMETERS["axis"].choices])
 ComputeDevice = _LabelledEnum("ComputeDevice", [(n, n) for n in PARAMETERS["device"].choices])
+ColourMode = _LabelledEnum("ColourMode", [(n, n) for n in PARAMETERS["colourMode"].choices])
 
 
 @parameterNodeWrapper
@@ -98,6 +99,7 @@ class MedFusionParameterNode:
     presetA: str = PARAMETERS["presetA"].default
     presetB: str = PARAMETERS["presetB"].default
     colourB: str = PARAMETERS["colourB"].default
+    colourMode: ColourMode = ColourMode[PARAMETERS["colourMode"].default]
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
     outputVolume: vtkMRMLScalarVolumeNode
@@ -244,7 +246,8 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         unavailable = _("Not an option of {method}.").format(method=info.title)
         self.ui.fusionRuleComboBox.toolTip = _("How the network merges the features of the two sources.") \
             if hasRule else unavailable
-        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off).") \
+        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off, "
+                                                     "the default; the paper's setting is 1).") \
             if hasStrength else unavailable
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
         if self._running:

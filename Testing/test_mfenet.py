@@ -116,7 +116,8 @@ def test_fusion_rules():
 def test_registry_entry_and_options():
     info = REGISTRY.get("mfenet")
     assert (info.title, info.kind, info.module) == ("MFEnet", "network", "mfenet")
-    assert info.options["rule"][0] == "max" and info.options["edge_weight"][0] == 1.0
+    assert info.options["rule"][0] == "max" and info.options["edge_weight"][0] == 0.0  # measured default
+    assert "paper's setting: 1" in info.options["edge_weight"][1]
     assert "edge enhancement" in info.reference.lower()
     with pytest.raises(InputError, match="rule"):
         info.build("cpu", rule="median")
@@ -162,7 +163,7 @@ def test_encoder_runs_once_per_source_and_rules_with_shipped_weights(real_pair):
 def test_edge_enhancement(real_pair):
     a, b = real_pair
     plain = mfenet.build("cpu", edge_weight=0)(a, b)
-    enhanced = mfenet.build("cpu")(a, b)  # paper default: w = 1
+    enhanced = mfenet.build("cpu", edge_weight=1.0)(a, b)  # the paper's w = 1
     edges = (canny_edges(a) + canny_edges(b)) > 0
     assert edges.any()
     assert torch.all(enhanced[edges] == 1.0)  # an edge pixel of either source becomes white
@@ -315,7 +316,7 @@ def test_fusion_of_validation_ct_mri_beats_average_on_qabf_and_sf(harvard_dir):
     a = torch.from_numpy(np.stack([read_y(p.path_a) for p in pairs]))[:, None]
     b = torch.from_numpy(np.stack([read_y(p.path_b) for p in pairs]))[:, None]
     network = METHODS.get("mfenet").build(torch.device("cpu"), edge_weight=0.0)
-    paper = METHODS.get("mfenet").build(torch.device("cpu"))  # edge_weight 1, the paper's
+    paper = METHODS.get("mfenet").build(torch.device("cpu"), edge_weight=1.0)  # the paper's
     fused, enhanced = network(a, b), paper(a, b)
     assert torch.equal(fused, network(a, b)) and torch.equal(enhanced, paper(a, b))  # deterministic on CPU
     average = METHODS.get("average").build(torch.device("cpu"))(a, b)

@@ -390,8 +390,8 @@ def test_parameter_node_round_trips_through_scene_save_and_load(mrml, stroke, tm
     assert all(node.HasParameter(name) for name in PARAMETER_NAMES)
     output = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "fused here")
     values = dict(inputVolumeA=t1, inputVolumeB=t2, method="max", fusionRule="softmax", edgeStrength=0.25,
-                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", device="cpu",
-                  showEdges=False, outputVolume=output, outputEdges=None)
+                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", colourMode="ycbcr",
+                  device="cpu", showEdges=False, outputVolume=output, outputEdges=None)
     assert set(values) == set(PARAMETER_NAMES)
     logic.setParameters(node, **values)
     # Stored as the widget's parameterNodeWrapper stores them.
@@ -548,6 +548,20 @@ def test_colour_node_by_name_and_bad_choices(mrml, ct_pet):
     with pytest.raises(InputError, match="select a vector volume"):
         logic.process(ct, pet, colourB="PET-Heat", outputVolume=scalar_output, **FAST)
     assert mrml.node_ids() == ids_before
+
+
+def test_colour_mode_follows_the_colour_node_and_can_be_forced(mrml, ct_pet):
+    ct, pet, _ = ct_pet
+    logic = MedFusionLogic()
+    heat = logic.process(ct, pet, colourB="PET-Heat", presetB="pet", **FAST)
+    assert heat.result.colour_mode == "overlay"  # PET-Heat: brightness encodes uptake
+    # Slicer's PET-Rainbow runs black - orange - yellow - white (brightness encodes uptake); PET-Rainbow2 is a
+    # true rainbow (hue encodes uptake).
+    assert logic.process(ct, pet, colourB="PET-Rainbow", presetB="pet", **FAST).result.colour_mode == "overlay"
+    rainbow = logic.process(ct, pet, colourB="PET-Rainbow2", presetB="pet", **FAST)
+    assert rainbow.result.colour_mode == "ycbcr"
+    forced = logic.process(ct, pet, colourB="PET-Heat", presetB="pet", colourMode="ycbcr", **FAST)
+    assert forced.result.colour_mode == "ycbcr"
 
 
 def mrml_path(node):

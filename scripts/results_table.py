@@ -30,9 +30,10 @@ def methods() -> str:
     from MedFusionLib.methods import REGISTRY
 
     chosen = [info.name for info in REGISTRY.infos() if info.kind == "classic"]
-    # MFEnet: the paper's configuration (max rule, edge weight 1) first, then every rule without edge lines.
-    chosen += ["mfenet"] + [f"mfenet[rule={rule},edge_weight=0]" for rule in MFENET_RULES]
-    chosen += [f"mfenet[rule={rule}]" for rule in MFENET_RULES[1:]]
+    # MFEnet: the paper's configuration (max rule, edge weight 1) first, then every rule without edge lines, then
+    # with them. Options are spelled out, so labels keep their meaning when defaults change.
+    chosen += ["mfenet[rule=max,edge_weight=1]"] + [f"mfenet[rule={rule},edge_weight=0]" for rule in MFENET_RULES]
+    chosen += [f"mfenet[rule={rule},edge_weight=1]" for rule in MFENET_RULES[1:]]
     chosen += [info.name for info in REGISTRY.infos() if info.kind == "network" and info.name != "mfenet"]
     return ",".join(chosen)
 

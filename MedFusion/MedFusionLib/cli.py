@@ -20,6 +20,7 @@ from .acceleration import PRECISIONS  # noqa: E402
 from .batch.cli import add_parser as add_batch_parser  # noqa: E402
 from .doctor import VersionAction, run as run_doctor  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
+from .functional_colour import COLOUR_MODES  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .methods.registry import parse_option  # noqa: E402
@@ -91,6 +92,14 @@ def cmd_fuse(args) -> int:
             raise InputError("The fused output and the edge output must be different files.")
     options = dict(parse_option(o) for o in args.option)
     name_a, name_b = display_name(args.a), display_name(args.b)
+    if name_a == name_b:  # e.g. MRI/41030.png and PET/41030.png: say which is which by their folders
+        name_a, name_b = (f"{Path(p).resolve().parent.name}/{n}" for p, n in ((args.a, name_a), (args.b, name_b)))
+    preview_slices = None
+    if args.preview:
+        from .preview import check_slices, parse_slices
+
+        preview_slices = parse_slices(args.preview_slice)
+        check_slices(a, preview_slices)
     bar = _ProgressBar(not args.quiet, "fusing")
     try:
         result = fuse_volumes(a, b, method=args.method, axis=args.axis, preset_a=args.preset_a,
@@ -98,7 +107,7 @@ def cmd_fuse(args) -> int:
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
                               method_options=options, progress=bar, name_a=name_a, name_b=name_b,
                               colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              precision=args.precision, compile=args.compile)
+                              colour_mode=args.colour_mode, precision=args.precision, compile=args.compile)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -106,7 +115,8 @@ def cmd_fuse(args) -> int:
     if args.preview:
         from .preview import save_preview
 
-        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b)
+        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b,
+                     slices=preview_slices)
     for message in warnings + result.warnings:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
@@ -282,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--colormap-a", metavar="NAME", help="colour a scalar functional A (e.g. hot): it is fused "
                                                              "through YCbCr and the output is RGB")
     fuse.add_argument("--colormap-b", metavar="NAME", help="colour a scalar functional B, e.g. PET in SUV with hot")
+    fuse.add_argument("--colour-mode", default="auto", choices=COLOUR_MODES,
+                      help="how the functional colour is shown: overlay (thresholded colour on the grey fusion; "
+                           "auto for luminance-encoded maps such as hot), ycbcr (fuse Y, keep the colour; auto for "
+                           "hue-encoded maps such as rainbow and for RGB images) (default auto)")
     fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),
@@ -294,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--compile", action="store_true",
                       help="try torch.compile for networks (falls back to eager mode if it fails)")
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")
+    fuse.add_argument("--preview-slice", metavar="SPEC",
+                      help="slice of the preview: a fraction of each view (0.3) or indices (axial=20,coronal=100); "
+                           "default the centre")
     fuse.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
 

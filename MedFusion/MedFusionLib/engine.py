@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import advice, colour, edges as edge_maps
+from . import advice, edges as edge_maps, field_of_view, functional_colour
 from .acceleration import Plan, accelerate, plan_precision
 from .errors import Cancelled, InputError
 from .geometry import fields_of_view_may_overlap, slice_layout
@@ -49,7 +49,8 @@ class FusionResult:
     batch_size: int
     precision: str  # what the method ran in: fp32, bf16 or fp16 (see acceleration.py)
     windows: Dict[str, Window]
-    colour_source: Optional[str] = None  # "A" or "B" when the YCbCr path was used
+    colour_source: Optional[str] = None  # "A" or "B" when a colour (functional) source was fused: RGB output
+    colour_mode: Optional[str] = None  # with a colour source: "ycbcr" or "overlay" (functional_colour.py)
     warnings: List[str] = field(default_factory=list)
     # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
     # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
@@ -133,11 +134,15 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
                  name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
-                 return_sources: bool = False, precision: str = "auto", compile: bool = False) -> FusionResult:
+                 return_sources: bool = False, precision: str = "auto", compile: bool = False,
+                 colour_mode: str = "auto") -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
     (N, 3) table): it is windowed by its preset, coloured, and fused through YCbCr like an RGB PET, giving RGB.
+    ``colour_mode`` (auto, ycbcr, overlay) says how the functional colour is shown (functional_colour.py):
+    ``auto`` overlays luminance-encoded maps (hot, PET-Heat) on the grey fusion and fuses hue-encoded ones
+    (rainbow, RGB pseudo-colour images) through YCbCr; ``result.colour_mode`` says which was used.
     ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``), e.g.
     to score the fusion against them (two more volume-sized float arrays: for evaluation, not for clinics).
 
@@ -165,8 +170,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         raise _no_overlap(name_a, name_b)
     plan, fuse_fn = _build(info, dev, method_options, precision, compile)
 
-    src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a)
-    src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b)
+    src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a, colour_mode=colour_mode)
+    src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b, colour_mode=colour_mode)
     if src_a.is_colour and src_b.is_colour:
         raise InputError(f"'{name_a}' and '{name_b}' are both colour images; MedFusion fuses one colour "
                          f"(functional) image with a grey (anatomical) one.")
@@ -193,9 +198,10 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                 raise Cancelled("Fusion was cancelled; nothing was written.")
             end = min(n_slices, start + batch)
             slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
+            luma_b = field_of_view.method_input_b(slab_a.luma, slab_b.luma, slab_b.inside)
             try:
                 ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev, non_blocking=True)
-                tb = torch.from_numpy(slab_b.luma).unsqueeze(1).to(dev, non_blocking=True)
+                tb = torch.from_numpy(luma_b).unsqueeze(1).to(dev, non_blocking=True)
                 fused = fuse_fn(ta, tb).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
             except RuntimeError as error:
                 if dev.type != "cuda" or not _is_out_of_memory(error):
@@ -210,9 +216,12 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                     plan, fuse_fn = _build(info, dev, method_options, precision, compile)
                     warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
                 continue
+            # Where only A has data, A passes through unchanged, fading in the fusion across B's border.
+            weight = field_of_view.slab_weight(moving, start, end, slab_b.inside)
+            fused = field_of_view.blend_to_reference(fused, slab_a.luma, weight)
             if colour_source:
-                chroma = slab_a.chroma if slab_a.chroma is not None else slab_b.chroma
-                rgb = colour.ycbcr_to_rgb(np.concatenate([fused[..., np.newaxis], chroma], axis=-1))
+                rgb = (functional_colour.compose(fused, slab_a) if colour_source == "A"
+                       else functional_colour.compose(fused, slab_b, weight))  # B's colour fades in with it
                 fused_stack[start:end] = np.rint(rgb * 255.0).astype(np.uint8)
             else:
                 fused_stack[start:end] = fused
@@ -254,5 +263,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis.strip().lower(),
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
         precision=plan.precision,
-        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings,
+        windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source,
+        colour_mode=(src_a if colour_source == "A" else src_b).colour_mode if colour_source else None,
+        warnings=warnings,
         sources=sources)

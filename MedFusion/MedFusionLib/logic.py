@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
+from .functional_colour import AUTO, COLOUR_MODES
 from .methods import DEFAULT_METHOD, REGISTRY
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("method", "enum", DEFAULT_METHOD, choices=tuple(REGISTRY.names()), help="fusion method"),
     Parameter("fusionRule", "enum", _option_default(RULE_OPTION, "max"), choices=FUSION_RULES,
               help="feature fusion rule (methods with a 'rule' option, e.g. MFEnet)"),
-    Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 1.0)),
+    Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 0.0)),
               help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)",
               limits=EDGE_STRENGTH_RANGE),
     Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
@@ -94,6 +95,9 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("colourB", "str", COLOUR_NONE,
               help="colour a scalar functional B (PET, SPECT): none, 'volume' (its own colour table and window), "
                    "or the name of a colour node (e.g. PET-Heat); the fused volume is then RGB"),
+    Parameter("colourMode", "enum", AUTO, choices=COLOUR_MODES,
+              help="how the functional colour is shown: auto, overlay (thresholded colour on the grey fusion) or "
+                   "ycbcr (brightness from the fusion, colour kept); see MedFusionLib.functional_colour"),
     Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
     Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
@@ -418,7 +422,8 @@ class MedFusionLogic(_LogicBase):
         return dict(volumeA=p["inputVolumeA"], volumeB=p["inputVolumeB"], method=p["method"], axis=p["axis"],
                     presetA=p["presetA"], presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"],
                     edgeStrength=p["edgeStrength"], edges=p["showEdges"], outputVolume=p["outputVolume"],
-                    outputEdges=p["outputEdges"], colourB=p["colourB"])
+                    outputEdges=p["outputEdges"], colourB=p["colourB"],
+                    colourMode=p["colourMode"])
 
     def processParameterNode(self, parameterNode, progress=None, cancel=None) -> MedFusionOutput:
         """Run :meth:`process` with the values of a parameter node."""
@@ -601,14 +606,15 @@ class MedFusionLogic(_LogicBase):
                 presetB="auto", device: str = "auto", fusionRule: Optional[str] = None,
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
-                colourB: Optional[str] = None) -> "PreparedFusion":
+                colourB: Optional[str] = None, colourMode: str = AUTO) -> "PreparedFusion":
         """Check the nodes and options and read the inputs (MRML, main thread); nothing is added to the scene.
 
         Every option of :meth:`process` and :meth:`start` is declared here, once: ``engine`` collects the keyword
         arguments of :func:`MedFusionLib.engine.fuse_volumes`, which both the in-process run and the worker pass
         on as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
         declares the options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are.
-        ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB.
+        ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB,
+        its colour shown as ``colourMode`` says (auto, overlay, ycbcr; see functional_colour.py).
         """
         import time
 
@@ -633,7 +639,7 @@ class MedFusionLogic(_LogicBase):
                                  f"volume; select a scalar volume as output, or none to create one.")
         engine = dict(method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
                       batch_size=batchSize, edges=edges, method_options=options, name_a=volumeA.GetName(),
-                      name_b=volumeB.GetName(), colormap_b=table_b)
+                      name_b=volumeB.GetName(), colormap_b=table_b, colour_mode=colourMode)
         return PreparedFusion(volumeA, volumeB, info, image_a, image_b, engine, outputVolume,
                               outputEdges if edges else None, warnings, started)
 

@@ -172,7 +172,7 @@ def load_model(device="cpu", weights_dir=None) -> MFEnet:
     return model.to(device).eval()
 
 
-def build(device, rule: str = "max", edge_weight: float = 1.0, *, weights_dir=None):
+def build(device, rule: str = "max", edge_weight: float = 0.0, *, weights_dir=None):
     """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
     rule, weight = _check_options(rule, edge_weight)
     model = load_model(device, weights_dir)
