@@ -40,7 +40,7 @@ def test_every_front_door_uses_the_registry_default_method():
     demo = parser.parse_args(["demo"])
     assert fuse.method == demo.method == DEFAULT_METHOD
     assert {p.name: p.default for p in PARAMETERS}["method"] == DEFAULT_METHOD
-    assert inspect.signature(MedFusionLogic.process).parameters["method"].default == DEFAULT_METHOD
+    assert inspect.signature(MedFusionLogic.prepare).parameters["method"].default == DEFAULT_METHOD
 
 
 def test_option_defaults_are_declared_once_and_match_the_factories():
