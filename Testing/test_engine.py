@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedFusionLib import edges as edge_maps
 from MedFusionLib.engine import fuse_volumes
 from MedFusionLib.errors import Cancelled, InputError
 from MedFusionLib.phantom import make_head_phantom
@@ -123,14 +122,14 @@ def test_edge_labels_follow_the_sources():
     assert labels[5, 5] == 0 and labels[32, 40] == 0  # far from any boundary
 
 
-def test_given_thresholds_control_the_edges():
-    rng = np.random.default_rng(0)
-    slices = np.clip(0.5 + 0.2 * rng.standard_normal((2, 64, 64)), 0, 1).astype(np.float32)
-    loose = edge_maps.canny(slices, (5.0, 10.0)).sum()
-    strict = edge_maps.canny(slices, (400.0, 800.0)).sum()
-    assert loose > strict
+def test_given_thresholds_control_the_edges(stroke_dir):
+    """Thresholds are now those of the 3D overlay: normalised intensity per mm of the smoothed source."""
+    t1, t2 = (sitk.ReadImage(str(stroke_dir / f"{n}.nii.gz"))[:, :, 60:76] for n in ("T1", "T2"))
+    loose = sitk.GetArrayFromImage(fuse_volumes(t1, t2, edge_thresholds=(0.01, 0.02)).edges) > 0
+    strict = sitk.GetArrayFromImage(fuse_volumes(t1, t2, edge_thresholds=(0.08, 0.16)).edges) > 0
+    assert loose.sum() > 2 * strict.sum() > 0
     with pytest.raises(InputError):
-        fuse_volumes(sitk.GetImageFromArray(slices), sitk.GetImageFromArray(slices), edge_thresholds=(5, 1))
+        fuse_volumes(t1, t2, edge_thresholds=(5, 1))
 
 
 def test_field_of_view_border_is_not_an_edge_of_b(sts):

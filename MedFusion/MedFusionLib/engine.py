@@ -20,13 +20,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import colour, edges as edge_maps
+from . import colour, edge_overlay, edges as edge_maps
 from .acceleration import Plan, accelerate, plan_precision
 from .errors import Cancelled, InputError
 from .geometry import fields_of_view_may_overlap, slice_layout
 from .intensity import Window, parse_preset
 from .methods import REGISTRY
-from .sources import MovingSlabs, ReferenceSlabs, Source, sample_indices
+from .sources import MovingSlabs, ReferenceSlabs, Source
 from .volume_io import check_image
 
 log = logging.getLogger(__name__)
@@ -83,14 +83,6 @@ def resolve_device(device: str = "auto"):
     raise InputError(f"Unknown device '{device}'; use auto, cpu or cuda[:N].")
 
 
-def _inside_for_edges(inside_slices: np.ndarray) -> np.ndarray:
-    """Shrink B's field-of-view mask by 2 pixels so its own border is not reported as an edge of B."""
-    import cv2
-
-    kernel = np.ones((3, 3), np.uint8)
-    return np.stack([cv2.erode(s.astype(np.uint8), kernel, iterations=2) > 0 for s in inside_slices])
-
-
 def _is_out_of_memory(error: BaseException) -> bool:
     import torch
 
@@ -113,14 +105,6 @@ def _no_overlap(name_a: str, name_b: str) -> InputError:
                       f"frame of reference (origin, spacing, direction).")
 
 
-def _edge_thresholds(reference: ReferenceSlabs, moving: MovingSlabs, n_slices: int):
-    """Automatic Canny thresholds per source, from up to 32 evenly spread slices."""
-    picks = sample_indices(n_slices)
-    stack_a = np.concatenate([reference.slab(i, i + 1).luma for i in picks])
-    stack_b = np.concatenate([moving.slab(i, i + 1).luma for i in picks])
-    return edge_maps.auto_thresholds(stack_a), edge_maps.auto_thresholds(stack_b)
-
-
 def _build(info, dev, method_options, precision: str, compile: bool) -> Tuple[Plan, Callable]:
     """The method's fuse function on ``dev`` and the precision plan it runs under (networks accelerated)."""
     plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
@@ -133,7 +117,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
                  name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
-                 return_sources: bool = False, precision: str = "auto", compile: bool = False) -> FusionResult:
+                 return_sources: bool = False, precision: str = "auto", compile: bool = False,
+                 edge_detail: float = edge_overlay.DEFAULT_DETAIL) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
@@ -143,6 +128,11 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
 
     ``precision`` (auto, fp32, bf16, fp16) and ``compile`` (torch.compile, falls back silently) apply to networks;
     see acceleration.py for the policy and the accuracy guard behind ``auto``.
+
+    Edges (``edges=True``) are 3D Canny edges of the two normalised sources, computed after the fusion loop on
+    copies the loop keeps: two uint8 volumes (float32 with ``return_sources``); see edge_overlay.py.
+    ``edge_detail`` in [0, 1] asks for fewer or more of them; ``edge_thresholds=(low, high)`` fixes them
+    (normalised intensity per mm of the smoothed source).
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -155,6 +145,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     info = REGISTRY.get(method)
     layout = slice_layout(a, axis)
     thresholds = edge_maps.validate_thresholds(edge_thresholds)
+    detail = edge_overlay.validate_detail(edge_detail)
     for preset in (preset_a, preset_b):
         parse_preset(preset)
     dev = resolve_device(device)
@@ -177,13 +168,11 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     shape = sitk.GetArrayViewFromImage(a).shape[: a.GetDimension()]
     fused_array = np.zeros(shape + ((3,) if colour_source else ()), np.uint8 if colour_source else np.float32)
     fused_stack = layout.to_slices(fused_array)
-    label_array = np.zeros(shape, np.uint8) if edges else None
-    label_stack = layout.to_slices(label_array) if edges else None
     n_slices = fused_stack.shape[0]
-    source_arrays = (np.zeros(shape, np.float32), np.zeros(shape, np.float32)) if return_sources else None
-    if edges:
-        thresholds_a, thresholds_b = (thresholds, thresholds) if thresholds else _edge_thresholds(
-            reference, moving, n_slices)
+    # What the method saw, kept for the 3D edges (8-bit is enough for them) and for return_sources.
+    kept_type = np.float32 if return_sources else np.uint8
+    source_arrays = (np.zeros(shape, kept_type), np.zeros(shape, kept_type)) if edges or return_sources else None
+    keep = (lambda luma: luma) if return_sources else edge_maps.to_uint8
 
     inside_voxels, start = 0, 0
     with torch.inference_mode():
@@ -217,14 +206,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                 fused_stack[start:end] = fused
             inside_voxels += slab_b.inside.sum() if slab_b.inside is not None else slab_b.luma.size
             if source_arrays is not None:
-                layout.to_slices(source_arrays[0])[start:end] = slab_a.luma
-                layout.to_slices(source_arrays[1])[start:end] = slab_b.luma
-            if edges:
-                edges_a = edge_maps.canny(slab_a.luma, thresholds_a)
-                edges_b = edge_maps.canny(slab_b.luma, thresholds_b)
-                if slab_b.inside is not None:
-                    edges_b &= _inside_for_edges(slab_b.inside)
-                label_stack[start:end] = edge_maps.edge_labels(edges_a, edges_b)
+                layout.to_slices(source_arrays[0])[start:end] = keep(slab_a.luma)
+                layout.to_slices(source_arrays[1])[start:end] = keep(slab_b.luma)
             start = end
             if progress is not None:
                 progress(end, n_slices)
@@ -243,10 +226,13 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     fused_image.CopyInformation(a)
     edges_image = None
     if edges:
+        inside_b = None if moving.same_grid else edge_overlay.field_of_view(b, a)
+        label_array = edge_overlay.edge_overlay(*source_arrays, a.GetSpacing()[::-1], inside_b, detail, thresholds,
+                                                cancel)
         edges_image = sitk.GetImageFromArray(label_array)
         edges_image.CopyInformation(a)
     sources = None
-    if source_arrays is not None:
+    if return_sources:
         sources = tuple(sitk.GetImageFromArray(array) for array in source_arrays)
         for source in sources:
             source.CopyInformation(a)

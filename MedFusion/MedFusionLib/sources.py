@@ -135,9 +135,3 @@ class MovingSlabs:
             chroma[~inside] = 0.5  # neutral chroma: no colour where B has no data
         return Slab(luma, chroma, inside)
 
-
-def sample_indices(n_slices: int, at_most: int = 32) -> List[int]:
-    """Evenly spread slice indices, for statistics that need not see every slice."""
-    if n_slices <= at_most:
-        return list(range(n_slices))
-    return sorted({int(round(i)) for i in np.linspace(0, n_slices - 1, at_most)})
