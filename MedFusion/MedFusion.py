@@ -93,6 +93,8 @@ class MedFusionParameterNode:
     colourB: str = PARAMETERS["colourB"].default
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
+    edgeDetail: Annotated[float, WithinRange(*medfusion_logic.EDGE_DETAIL_RANGE)] = PARAMETERS["edgeDetail"].default
+    checkRegistration: bool = PARAMETERS["checkRegistration"].default
     outputVolume: vtkMRMLScalarVolumeNode
     outputEdges: vtkMRMLSegmentationNode
 
@@ -203,6 +205,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off).") \
             if hasStrength else unavailable
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
+        self.ui.edgeDetailSliderWidget.enabled = node.showEdges and not self._running
         if self._running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the fusion before its next batch of slices; nothing is added.")

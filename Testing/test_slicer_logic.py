@@ -554,3 +554,22 @@ def test_fusion_rule_and_edge_strength_reach_mfenet(mrml, stroke):
                             edgeStrength=2.0)
     without = logic.process(a, b, method="average", device="cpu", edges=False)
     np.testing.assert_array_equal(voxel_array(ignored.volume), voxel_array(without.volume))
+
+
+def test_registration_check_sees_the_scene_transform(mrml, stroke):
+    """B under a 6 mm translation (a parent transform, as after a wrong registration) is reported."""
+    t1, t2 = stroke
+    t2.SetAndObserveTransformNodeID(_translation(mrml.scene, (4.0, -3.0, 3.5)).GetID())
+    output = MedFusionLogic().process(t1, t2, edges=False, **FAST)
+    assert abs(output.result.registration_offset_mm - np.linalg.norm((4.0, -3.0, 3.5))) <= 1.5
+    assert any("seems shifted" in w and "General Registration (BRAINS)" in w for w in output.warnings)
+    quiet = MedFusionLogic().process(t1, t2, edges=False, checkRegistration=False, **FAST)
+    assert quiet.result.registration_offset_mm is None
+    assert not any("seems shifted" in w for w in quiet.warnings)
+
+
+def test_edge_detail_parameter_matches_the_engine():
+    from MedFusionLib import edge_overlay
+    from MedFusionLib.logic import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE
+
+    assert EDGE_DETAIL_RANGE == edge_overlay.DETAIL_RANGE and EDGE_DETAIL_DEFAULT == edge_overlay.DEFAULT_DETAIL

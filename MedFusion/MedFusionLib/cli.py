@@ -96,7 +96,8 @@ def cmd_fuse(args) -> int:
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
                               method_options=options, progress=bar, name_a=name_a, name_b=name_b,
                               colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              precision=args.precision, compile=args.compile)
+                              precision=args.precision, compile=args.compile, edge_detail=args.edge_detail,
+                              check_registration=not args.no_registration_check)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -109,6 +110,9 @@ def cmd_fuse(args) -> int:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
     print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}")
+    if result.registration_offset_mm is not None:
+        print(f"medfusion: registration check: '{name_b}' is about {result.registration_offset_mm:.1f} mm from "
+              f"'{name_a}'")
     return 0
 
 
@@ -275,10 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--colormap-a", metavar="NAME", help="colour a scalar functional A (e.g. hot): it is fused "
                                                              "through YCbCr and the output is RGB")
     fuse.add_argument("--colormap-b", metavar="NAME", help="colour a scalar functional B, e.g. PET in SUV with hot")
-    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
+    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the 3D Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
+    fuse.add_argument("--edge-detail", type=float, default=None, metavar="0..1",
+                      help="fewer (0) or more (1) edges: about 1%%, 3%%, 9%% of each source's foreground "
+                           "(default 0.5, the middle)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                      help="Canny thresholds (L2 Sobel magnitude of the 8-bit slice); automatic by default")
+                      help="fixed 3D Canny thresholds (normalised intensity per mm of the smoothed source) "
+                           "instead of --edge-detail's automatic ones")
+    fuse.add_argument("--no-registration-check", action="store_true",
+                      help="skip the check of B's residual shift against A (a rigid MI translation estimate)")
     fuse.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     fuse.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
     fuse.add_argument("--precision", default="auto", choices=PRECISIONS,

@@ -52,6 +52,8 @@ _TOO_FEW = 0.25  # of the share: below this, the automatic thresholds take the n
 
 
 def validate_detail(detail) -> float:
+    if detail is None:
+        return DEFAULT_DETAIL
     try:
         value = float(detail)
     except (TypeError, ValueError):

@@ -26,6 +26,7 @@ from .errors import Cancelled, InputError
 from .geometry import fields_of_view_may_overlap, slice_layout
 from .intensity import Window, parse_preset
 from .methods import REGISTRY
+from .registration_check import check_registration as estimate_misalignment
 from .sources import MovingSlabs, ReferenceSlabs, Source
 from .volume_io import check_image
 
@@ -54,6 +55,8 @@ class FusionResult:
     # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
     # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
     sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
+    # B's estimated residual shift against A in mm (registration_check.py); None when not checked (2D, skipped).
+    registration_offset_mm: Optional[float] = None
 
     def summary(self) -> str:
         kind = "RGB " if self.colour_source else ""
@@ -118,7 +121,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None,
                  name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
                  return_sources: bool = False, precision: str = "auto", compile: bool = False,
-                 edge_detail: float = edge_overlay.DEFAULT_DETAIL) -> FusionResult:
+                 edge_detail: Optional[float] = None, check_registration: bool = True) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
@@ -131,8 +134,11 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
 
     Edges (``edges=True``) are 3D Canny edges of the two normalised sources, computed after the fusion loop on
     copies the loop keeps: two uint8 volumes (float32 with ``return_sources``); see edge_overlay.py.
-    ``edge_detail`` in [0, 1] asks for fewer or more of them; ``edge_thresholds=(low, high)`` fixes them
+    ``edge_detail`` in [0, 1] (None: 0.5) asks for fewer or more of them; ``edge_thresholds=(low, high)`` fixes them
     (normalised intensity per mm of the smoothed source).
+
+    ``check_registration`` first estimates B's residual shift against A (registration_check.py, about a second);
+    above max(3 mm, one voxel of B) a warning says by how much and what to do.
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -154,6 +160,13 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
     if not fields_of_view_may_overlap(a, b):
         raise _no_overlap(name_a, name_b)
+    registration_offset = None
+    if check_registration:
+        found = estimate_misalignment(a, b)
+        if found is not None and np.isfinite(found.offset_mm):
+            registration_offset = found.offset_mm
+            if found.misaligned:
+                warnings.append(found.warning(name_a, name_b))
     plan, fuse_fn = _build(info, dev, method_options, precision, compile)
 
     src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a)
@@ -242,4 +255,4 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
         precision=plan.precision,
         windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source, warnings=warnings,
-        sources=sources)
+        sources=sources, registration_offset_mm=registration_offset)

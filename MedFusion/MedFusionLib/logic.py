@@ -41,6 +41,8 @@ FUSION_RULES = ("max", "add", "average", "softmax")  # MFEnet's feature-fusion r
 RULE_OPTION = "rule"
 EDGE_WEIGHT_OPTION = "edge_weight"
 EDGE_STRENGTH_RANGE = (0.0, 2.0)
+# The edge overlay's detail (edge_overlay.py, not imported here: it loads SimpleITK and OpenCV; a test checks them).
+EDGE_DETAIL_RANGE, EDGE_DETAIL_DEFAULT = (0.0, 1.0), 0.5
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
 EDGE_COLOURS = ((1.0, 0.75, 0.0), (0.0, 0.85, 1.0))
 EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
@@ -84,6 +86,8 @@ PARAMETERS: Tuple[Parameter, ...] = (
                    "or the name of a colour node (e.g. PET-Heat); the fused volume is then RGB"),
     Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
     Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
+    Parameter("edgeDetail", "float", EDGE_DETAIL_DEFAULT, help="fewer (0) or more (1) edges in the overlay"),
+    Parameter("checkRegistration", "bool", True, help="warn when B seems shifted from A (registration check)"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
               help="fused volume to overwrite; empty = create a new one"),
     Parameter("outputEdges", "node", None, node_class="vtkMRMLSegmentationNode",
@@ -370,7 +374,8 @@ class MedFusionLogic(_LogicBase):
             p["inputVolumeA"], p["inputVolumeB"], method=p["method"], axis=p["axis"], presetA=p["presetA"],
             presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"], edgeStrength=p["edgeStrength"],
             edges=p["showEdges"], outputVolume=p["outputVolume"], outputEdges=p["outputEdges"],
-            progress=progress, cancel=cancel, colourB=p["colourB"])
+            progress=progress, cancel=cancel, colourB=p["colourB"], edgeDetail=p["edgeDetail"],
+            checkRegistration=p["checkRegistration"])
 
     # ---------------------------------------------------------------- validation ----------------------------
     @staticmethod
@@ -546,14 +551,17 @@ class MedFusionLogic(_LogicBase):
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
                 progress: Optional[Callable[[int, int], None]] = None,
-                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None) -> MedFusionOutput:
+                cancel: Optional[Callable[[], bool]] = None, colourB: Optional[str] = None,
+                edgeDetail: Optional[float] = None, checkRegistration: bool = True) -> MedFusionOutput:
         """Fuse ``volumeB`` into ``volumeA``'s geometry; see the module docstring.
 
         ``fusionRule`` and ``edgeStrength`` are passed to the method only when its registry entry declares the
         options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are. ``progress(done,
         total)`` is called after each batch of slices, ``cancel()`` before each; a True from ``cancel`` raises
         :class:`MedFusionLib.errors.Cancelled`. ``colourB`` colours a scalar functional B (see the colourB
-        parameter): the fused volume is then an RGB vector volume. Returns a :class:`MedFusionOutput`.
+        parameter): the fused volume is then an RGB vector volume. ``edgeDetail`` (0..1) asks for fewer or more
+        edges; ``checkRegistration`` first estimates B's shift against A and adds a warning (``output.warnings``)
+        beyond max(3 mm, one voxel of B). Returns a :class:`MedFusionOutput`.
         """
         import time
 
@@ -582,7 +590,8 @@ class MedFusionLogic(_LogicBase):
         result = fuse_volumes(
             image_a, image_b, method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
             batch_size=batchSize, edges=edges, method_options=options, progress=progress, cancel=cancel,
-            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b)
+            name_a=volumeA.GetName(), name_b=volumeB.GetName(), colormap_b=table_b, edge_detail=edgeDetail,
+            check_registration=checkRegistration)
         warnings = warnings + list(result.warnings)
         output = self._write_outputs(volumeA, volumeB, info, result, outputVolume, outputEdges if edges else None)
         output.warnings = warnings
