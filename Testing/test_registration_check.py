@@ -79,7 +79,8 @@ def test_cli_reports_the_offset_and_can_skip(stroke, tmp_path, capsys):
     argv = ["fuse", str(tmp_path / "T1.nrrd"), str(tmp_path / "T2.nrrd"), "--method", "average", "-q"]
     assert main(argv + ["-o", str(tmp_path / "f1.nrrd")]) == 0
     captured = capsys.readouterr()
-    assert "registration check: 'T2' is about" in captured.out
+    (line,) = [line for line in captured.out.splitlines() if line.startswith("medfusion:")]
+    assert "(registration check: 'T2' about" in line and " mm from 'T1')" in line
     assert "seems shifted" in captured.err and "BRAINS" in captured.err
     assert main(argv + ["-o", str(tmp_path / "f2.nrrd"), "--no-registration-check"]) == 0
     captured = capsys.readouterr()

@@ -387,7 +387,7 @@ def test_parameter_node_round_trips_through_scene_save_and_load(mrml, stroke, tm
     output = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "fused here")
     values = dict(inputVolumeA=t1, inputVolumeB=t2, method="max", fusionRule="softmax", edgeStrength=0.25,
                   axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", device="cpu",
-                  showEdges=False, outputVolume=output, outputEdges=None)
+                  showEdges=False, edgeDetail=0.8, checkRegistration=False, outputVolume=output, outputEdges=None)
     assert set(values) == set(PARAMETER_NAMES)
     logic.setParameters(node, **values)
     # Stored as the widget's parameterNodeWrapper stores them.

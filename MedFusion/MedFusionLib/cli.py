@@ -109,10 +109,9 @@ def cmd_fuse(args) -> int:
     for message in warnings + result.warnings:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
-    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}")
-    if result.registration_offset_mm is not None:
-        print(f"medfusion: registration check: '{name_b}' is about {result.registration_offset_mm:.1f} mm from "
-              f"'{name_a}'")
+    checked = "" if result.registration_offset_mm is None else \
+        f" (registration check: '{name_b}' about {result.registration_offset_mm:.1f} mm from '{name_a}')"
+    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}{checked}")
     return 0
 
 

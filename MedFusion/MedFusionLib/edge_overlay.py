@@ -141,7 +141,8 @@ def suppressed_magnitude(volume: np.ndarray, spacing: Sequence[float], sigma: fl
 def _hysteresis(suppressed: np.ndarray, low: float, high: float) -> np.ndarray:
     weak = sitk.GetImageFromArray((suppressed >= low).astype(np.uint8))
     strong = sitk.GetImageFromArray((suppressed >= high).astype(np.uint8))
-    return sitk.GetArrayFromImage(sitk.BinaryReconstructionByDilation(strong, weak, backgroundValue=0, foregroundValue=1, fullyConnected=True)) > 0
+    kept = sitk.BinaryReconstructionByDilation(strong, weak, backgroundValue=0, foregroundValue=1, fullyConnected=True)
+    return sitk.GetArrayFromImage(kept) > 0
 
 
 def _search_slab(shape) -> slice:

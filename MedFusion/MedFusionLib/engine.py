@@ -134,8 +134,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
 
     Edges (``edges=True``) are 3D Canny edges of the two normalised sources, computed after the fusion loop on
     copies the loop keeps: two uint8 volumes (float32 with ``return_sources``); see edge_overlay.py.
-    ``edge_detail`` in [0, 1] (None: 0.5) asks for fewer or more of them; ``edge_thresholds=(low, high)`` fixes them
-    (normalised intensity per mm of the smoothed source).
+    ``edge_detail`` in [0, 1] (None: 0.5) asks for fewer or more of them; ``edge_thresholds=(low, high)``
+    fixes them (normalised intensity per mm of the smoothed source).
 
     ``check_registration`` first estimates B's residual shift against A (registration_check.py, about a second);
     above max(3 mm, one voxel of B) a warning says by how much and what to do.
