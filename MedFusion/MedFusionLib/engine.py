@@ -55,7 +55,8 @@ class FusionResult:
     # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
     # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
     sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
-    # B's estimated residual shift against A in mm (registration_check.py); None when not checked (2D, skipped).
+    # B's estimated residual shift against A in mm (registration_check.py); None when not checked: 2D, skipped,
+    # or too small or too flat for the metric.
     registration_offset_mm: Optional[float] = None
 
     def summary(self) -> str:
