@@ -45,7 +45,7 @@ _BASE_SIGMA_MM = 1.5
 _BASE_SHARE = 0.03
 _CHUNK_VOXELS = 4_000_000
 _SEARCH_VOXELS = 8_000_000  # the threshold search runs on a central slab of at most this many voxels
-_BISECTION_STEPS = 12
+_BISECTION_STEPS = 8  # log-range / 2^8: about 1% resolution on the threshold, below the 5% tie
 _SEED_QUANTILE = 0.995
 _TIE = 0.05  # relative: strengths this close to the chosen threshold count as equal
 _TOO_FEW = 0.25  # of the share: below this, the automatic thresholds take the next coverage up
@@ -87,7 +87,11 @@ def _code(offset) -> int:
 
 
 def _gradient(block: np.ndarray, spacing: Sequence[float], sigma: float) -> np.ndarray:
-    """Gaussian-derivative gradient (..., ndim) in array-axis order, per mm; axes shorter than 4 are padded."""
+    """Gaussian-derivative gradient (..., ndim) in array-axis order, per mm; axes shorter than 4 are padded.
+
+    (Central differences of one smoothed volume are three times cheaper but bias the magnitude with the
+    direction enough to break outlines into dashes at the thresholds chosen below.)
+    """
     pad = [(0, max(0, 4 - n)) for n in block.shape]
     padded = np.pad(block, pad, mode="edge") if any(p[1] for p in pad) else block
     image = sitk.GetImageFromArray(padded)
