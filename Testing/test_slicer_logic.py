@@ -573,3 +573,18 @@ def test_edge_detail_parameter_matches_the_engine():
     from MedFusionLib.logic import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE
 
     assert EDGE_DETAIL_RANGE == edge_overlay.DETAIL_RANGE and EDGE_DETAIL_DEFAULT == edge_overlay.DEFAULT_DETAIL
+
+
+def test_edge_detail_parameter_reaches_the_overlay(mrml, stroke):
+    """The widget's Edge detail slider (parameter edgeDetail) asks the engine for fewer or more edges."""
+    t1, t2 = stroke
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    counts = []
+    for detail in (0.0, 1.0):
+        logic.setParameters(node, inputVolumeA=t1, inputVolumeB=t2, method="average", device="cpu",
+                            edgeDetail=detail, checkRegistration=False)
+        output = logic.processParameterNode(node)
+        counts.append(np.count_nonzero(sitk.GetArrayFromImage(output.result.edges)))
+    assert counts[1] > 2 * counts[0] > 0
