@@ -102,6 +102,8 @@ class MedFusionParameterNode:
     colourMode: ColourMode = ColourMode[PARAMETERS["colourMode"].default]
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
+    edgeDetail: Annotated[float, WithinRange(*medfusion_logic.EDGE_DETAIL_RANGE)] = PARAMETERS["edgeDetail"].default
+    checkRegistration: bool = PARAMETERS["checkRegistration"].default
     outputVolume: vtkMRMLScalarVolumeNode
     outputEdges: vtkMRMLSegmentationNode
 
@@ -250,6 +252,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                      "the default; the paper's setting is 1).") \
             if hasStrength else unavailable
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
+        self.ui.edgeDetailSliderWidget.enabled = node.showEdges and not self._running
         if self._running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the fusion now; nothing is added to the scene.")

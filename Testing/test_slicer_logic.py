@@ -391,7 +391,8 @@ def test_parameter_node_round_trips_through_scene_save_and_load(mrml, stroke, tm
     output = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "fused here")
     values = dict(inputVolumeA=t1, inputVolumeB=t2, method="max", fusionRule="softmax", edgeStrength=0.25,
                   axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", colourMode="ycbcr",
-                  device="cpu", showEdges=False, outputVolume=output, outputEdges=None)
+                  device="cpu", showEdges=False, edgeDetail=0.8, checkRegistration=False, outputVolume=output,
+                  outputEdges=None)
     assert set(values) == set(PARAMETER_NAMES)
     logic.setParameters(node, **values)
     # Stored as the widget's parameterNodeWrapper stores them.
@@ -588,3 +589,37 @@ def test_fusion_rule_and_edge_strength_reach_mfenet(mrml, stroke):
                             edgeStrength=2.0)
     without = logic.process(a, b, method="average", device="cpu", edges=False)
     np.testing.assert_array_equal(voxel_array(ignored.volume), voxel_array(without.volume))
+
+
+def test_registration_check_sees_the_scene_transform(mrml, stroke):
+    """B under a 6 mm translation (a parent transform, as after a wrong registration) is reported."""
+    t1, t2 = stroke
+    t2.SetAndObserveTransformNodeID(_translation(mrml.scene, (4.0, -3.0, 3.5)).GetID())
+    output = MedFusionLogic().process(t1, t2, edges=False, **FAST)
+    assert abs(output.result.registration_offset_mm - np.linalg.norm((4.0, -3.0, 3.5))) <= 1.5
+    assert any("seems shifted" in w and "General Registration (BRAINS)" in w for w in output.warnings)
+    quiet = MedFusionLogic().process(t1, t2, edges=False, checkRegistration=False, **FAST)
+    assert quiet.result.registration_offset_mm is None
+    assert not any("seems shifted" in w for w in quiet.warnings)
+
+
+def test_edge_detail_parameter_matches_the_engine():
+    from MedFusionLib import edge_overlay
+    from MedFusionLib.logic import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE
+
+    assert EDGE_DETAIL_RANGE == edge_overlay.DETAIL_RANGE and EDGE_DETAIL_DEFAULT == edge_overlay.DEFAULT_DETAIL
+
+
+def test_edge_detail_parameter_reaches_the_overlay(mrml, stroke):
+    """The widget's Edge detail slider (parameter edgeDetail) asks the engine for fewer or more edges."""
+    t1, t2 = stroke
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    counts = []
+    for detail in (0.0, 1.0):
+        logic.setParameters(node, inputVolumeA=t1, inputVolumeB=t2, method="average", device="cpu",
+                            edgeDetail=detail, checkRegistration=False)
+        output = logic.processParameterNode(node)
+        counts.append(np.count_nonzero(sitk.GetArrayFromImage(output.result.edges)))
+    assert counts[1] > 2 * counts[0] > 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from MedFusionLib.logic import EDGE_STRENGTH_RANGE, PARAMETER_NAMES, PARAMETERS
+from MedFusionLib.logic import EDGE_DETAIL_RANGE, EDGE_STRENGTH_RANGE, PARAMETER_NAMES, PARAMETERS
 from MedFusionLib.methods import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +112,8 @@ def test_ui_sections_and_selectors(ui_widgets):
         assert "vtkMRMLTensorVolumeNode" not in props["hideChildNodeTypes"]  # vector volumes derive from it
     _, slider = ui_widgets["edgeStrengthSliderWidget"]
     assert (float(slider["minimum"]), float(slider["maximum"])) == EDGE_STRENGTH_RANGE
+    _, detail = ui_widgets["edgeDetailSliderWidget"]
+    assert (float(detail["minimum"]), float(detail["maximum"])) == EDGE_DETAIL_RANGE
 
 
 def test_every_node_selector_gets_the_scene():

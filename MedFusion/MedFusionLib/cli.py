@@ -107,7 +107,8 @@ def cmd_fuse(args) -> int:
                               edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
                               method_options=options, progress=bar, name_a=name_a, name_b=name_b,
                               colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              colour_mode=args.colour_mode, precision=args.precision, compile=args.compile)
+                              colour_mode=args.colour_mode, precision=args.precision, compile=args.compile,
+                              edge_detail=args.edge_detail, check_registration=not args.no_registration_check)
     finally:
         bar.close()
     outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
@@ -120,7 +121,9 @@ def cmd_fuse(args) -> int:
     for message in warnings + result.warnings:
         _warn(message)
     written = " + ".join(str(p) for _, p in outputs)
-    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}")
+    checked = "" if result.registration_offset_mm is None else \
+        f" (registration check: '{name_b}' about {result.registration_offset_mm:.1f} mm from '{name_a}')"
+    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}{checked}")
     return 0
 
 
@@ -296,10 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how the functional colour is shown: overlay (thresholded colour on the grey fusion; "
                            "auto for luminance-encoded maps such as hot), ycbcr (fuse Y, keep the colour; auto for "
                            "hue-encoded maps such as rainbow and for RGB images) (default auto)")
-    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
+    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the 3D Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
+    fuse.add_argument("--edge-detail", type=float, default=None, metavar="0..1",
+                      help="fewer (0) or more (1) edges: about 1%%, 3%%, 9%% of each source's foreground "
+                           "(default 0.5, the middle)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                      help="Canny thresholds (L2 Sobel magnitude of the 8-bit slice); automatic by default")
+                      help="fixed 3D Canny thresholds (normalised intensity per mm of the smoothed source) "
+                           "instead of --edge-detail's automatic ones")
+    fuse.add_argument("--no-registration-check", action="store_true",
+                      help="skip the check of B's residual shift against A (a rigid MI translation estimate)")
     fuse.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     fuse.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
     fuse.add_argument("--precision", default="auto", choices=PRECISIONS,

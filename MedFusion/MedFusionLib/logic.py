@@ -48,6 +48,8 @@ EDGE_WEIGHT_OPTION = "edge_weight"
 EDGE_STRENGTH_RANGE = (0.0, 2.0)
 SCALAR_WINDOW_LEVEL = (1.0, 0.5)  # the fused scalar volume is float32 in [0, 1]
 RGB_WINDOW_LEVEL = (255.0, 127.5)  # the fused RGB volume is uint8 0..255
+# The edge overlay's detail (edge_overlay.py, not imported here: it loads SimpleITK and OpenCV; a test checks them).
+EDGE_DETAIL_RANGE, EDGE_DETAIL_DEFAULT = (0.0, 1.0), 0.5
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
 EDGE_COLOURS = ((1.0, 0.75, 0.0), (0.0, 0.85, 1.0))
 EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
@@ -100,6 +102,8 @@ PARAMETERS: Tuple[Parameter, ...] = (
                    "ycbcr (brightness from the fusion, colour kept); see MedFusionLib.functional_colour"),
     Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
     Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
+    Parameter("edgeDetail", "float", EDGE_DETAIL_DEFAULT, help="fewer (0) or more (1) edges in the overlay"),
+    Parameter("checkRegistration", "bool", True, help="warn when B seems shifted from A (registration check)"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
               help="fused volume to overwrite; empty = create a new one"),
     Parameter("outputEdges", "node", None, node_class="vtkMRMLSegmentationNode",
@@ -423,7 +427,8 @@ class MedFusionLogic(_LogicBase):
                     presetA=p["presetA"], presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"],
                     edgeStrength=p["edgeStrength"], edges=p["showEdges"], outputVolume=p["outputVolume"],
                     outputEdges=p["outputEdges"], colourB=p["colourB"],
-                    colourMode=p["colourMode"])
+                    colourMode=p["colourMode"], edgeDetail=p["edgeDetail"],
+                    checkRegistration=p["checkRegistration"])
 
     def processParameterNode(self, parameterNode, progress=None, cancel=None) -> MedFusionOutput:
         """Run :meth:`process` with the values of a parameter node."""
@@ -606,7 +611,8 @@ class MedFusionLogic(_LogicBase):
                 presetB="auto", device: str = "auto", fusionRule: Optional[str] = None,
                 edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
                 outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
-                colourB: Optional[str] = None, colourMode: str = AUTO) -> "PreparedFusion":
+                colourB: Optional[str] = None, colourMode: str = AUTO, edgeDetail: Optional[float] = None,
+                checkRegistration: bool = True) -> "PreparedFusion":
         """Check the nodes and options and read the inputs (MRML, main thread); nothing is added to the scene.
 
         Every option of :meth:`process` and :meth:`start` is declared here, once: ``engine`` collects the keyword
@@ -614,7 +620,9 @@ class MedFusionLogic(_LogicBase):
         on as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
         declares the options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are.
         ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB,
-        its colour shown as ``colourMode`` says (auto, overlay, ycbcr; see functional_colour.py).
+        its colour shown as ``colourMode`` says (auto, overlay, ycbcr; see functional_colour.py). ``edgeDetail``
+        (0..1) asks for fewer or more edges; ``checkRegistration`` first estimates B's shift against A and adds a
+        warning (``output.warnings``) beyond max(3 mm, one voxel of B).
         """
         import time
 
@@ -639,7 +647,8 @@ class MedFusionLogic(_LogicBase):
                                  f"volume; select a scalar volume as output, or none to create one.")
         engine = dict(method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
                       batch_size=batchSize, edges=edges, method_options=options, name_a=volumeA.GetName(),
-                      name_b=volumeB.GetName(), colormap_b=table_b, colour_mode=colourMode)
+                      name_b=volumeB.GetName(), colormap_b=table_b, colour_mode=colourMode,
+                      edge_detail=edgeDetail, check_registration=checkRegistration)
         return PreparedFusion(volumeA, volumeB, info, image_a, image_b, engine, outputVolume,
                               outputEdges if edges else None, warnings, started)
 

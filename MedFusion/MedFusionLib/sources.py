@@ -151,9 +151,3 @@ class MovingSlabs:
         raw = np.where(inside[..., np.newaxis] if self.source.is_vector else inside, raw, 0.0)
         return self.source.to_slab(raw, inside)
 
-
-def sample_indices(n_slices: int, at_most: int = 32) -> List[int]:
-    """Evenly spread slice indices, for statistics that need not see every slice."""
-    if n_slices <= at_most:
-        return list(range(n_slices))
-    return sorted({int(round(i)) for i in np.linspace(0, n_slices - 1, at_most)})

@@ -294,7 +294,8 @@ class Runner:
                             preset_a=self.preset_a,
                             preset_b=self.preset_b, device=self.device, batch_size=self.batch_size, edges=False,
                             cancel=clock.cancel if clock else None, progress=clock.progress if clock else None,
-                            name_a=job.name_a, name_b=job.name_b, return_sources=True)
+                            name_a=job.name_a, name_b=job.name_b, return_sources=True,
+                            check_registration=False)  # scores methods; the same pair is checked once by fuse
 
     def _warm_up(self, job: _Job, method: str) -> None:
         """Run ``method`` once on one slice so that imports and first-call set-up are not timed."""
@@ -488,7 +489,8 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
     from ..engine import fuse_volumes
 
     probe = fuse_volumes(a, b, method="average", axis=axis, preset_a=runner.preset_a, preset_b=runner.preset_b,
-                         device="cpu", edges=False, name_a=name_a, name_b=name_b, return_sources=True)
+                         device="cpu", edges=False, name_a=name_a, name_b=name_b, return_sources=True,
+                         check_registration=False)
     layout = slice_layout(a, axis)
     src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s)) for s in probe.sources)
     content = [(s >= CONTENT_LEVEL).mean(axis=(1, 2)) >= CONTENT_FRACTION for s in (src_a, src_b)]
