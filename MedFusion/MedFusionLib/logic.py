@@ -113,6 +113,18 @@ def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: O
     return options
 
 
+def _parameter_float(name: str, text: str) -> float:
+    """A number saved in a parameter node (a scene file can hold anything): finite, or one sentence."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise InputError(f"The saved MedFusion parameter {name} = '{text}' is not a finite number; set it again "
+                         f"in the module.")
+    return value
+
+
 def method_help_html() -> str:
     """Every registered method with its paper, for the module's help text and tooltips."""
     items = "".join(f"<li><b>{info.title}</b> (<code>{info.name}</code>): {info.summary} <i>{info.reference}</i></li>"
@@ -358,7 +370,7 @@ class MedFusionLogic(_LogicBase):
             if parameter.kind == "bool":
                 values[parameter.name] = text == "True"
             elif parameter.kind == "float":
-                values[parameter.name] = float(text)
+                values[parameter.name] = _parameter_float(parameter.name, text)
             else:
                 values[parameter.name] = text
         return values
