@@ -98,7 +98,9 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
     text = str(error).lower()
     return (isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in text
-            or "can't allocate memory" in text or "failed to allocate" in text)
+            or "can't allocate memory" in text or "failed to allocate" in text or "bad_alloc" in text
+            # oneDNN's answer when it cannot allocate a convolution's workspace (seen under a memory limit)
+            or "could not create a primitive" in text)
 
 
 _CPU_OUT_OF_MEMORY = ("Out of memory on the CPU even with one slice per batch; close other programs or fuse a "

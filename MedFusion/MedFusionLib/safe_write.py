@@ -27,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError, MedFusionError, WriteError
+from .input_integrity import check_integrity
 from .output_plan import IMAGE_SUFFIXES, LOSSY_SUFFIXES, PlannedOutput, suffix_of
 from .quiet import quiet_libraries
 
@@ -80,10 +81,11 @@ def _verify(image: sitk.Image, staged: Path, planned: PlannedOutput) -> None:
     """Read the staged file back and compare it with ``image``; raise WriteError on any difference."""
     suffix = suffix_of(planned.path)
     try:
+        check_integrity(staged)  # sizes and streams: a short file of zeros would read back "equal" to zeros
         with quiet_libraries():
             back = sitk.ReadImage(str(staged))
-    except RuntimeError:
-        raise _write_failed(planned, "the written file cannot be read back (is the disk full?)") from None
+    except (RuntimeError, InputError):
+        raise _write_failed(planned, "the written file is incomplete (is the disk full?)") from None
     if back.GetSize() != image.GetSize() or \
             back.GetNumberOfComponentsPerPixel() != image.GetNumberOfComponentsPerPixel():
         raise _write_failed(planned, "the written file does not hold the image's size")
@@ -103,8 +105,9 @@ def _verify(image: sitk.Image, staged: Path, planned: PlannedOutput) -> None:
                                ("direction", image.GetDirection(), back.GetDirection())):
         scale = max(1.0, float(np.max(np.abs(mine))))
         if not np.allclose(theirs, mine, rtol=0.0, atol=tolerance * scale + 1e-9 * scale):
+            hint = "use .nrrd or .mha" if suffix not in _EXACT_GEOMETRY else "no file format stores it"
             raise InputError(f"The {planned.label} cannot hold this volume's {name} exactly (it would be stored "
-                             f"as {tuple(round(v, 6) for v in theirs)}); use .nrrd or .mha.")
+                             f"as {tuple(round(v, 6) for v in theirs)}); {hint}.")
 
 
 def _stage_folder(planned: PlannedOutput) -> Path:

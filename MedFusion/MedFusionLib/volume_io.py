@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import InputError, ResourceError
 from .input_integrity import check_folder_entries, check_integrity, file_kind
 from .output_plan import IMAGE_SUFFIXES, VOLUME_SUFFIXES, plan_output, suffix_of  # noqa: F401 (re-exported)
 from .quiet import quiet_libraries
@@ -54,6 +54,8 @@ def read_volume(path, warnings: Optional[List[str]] = None) -> sitk.Image:
             with quiet_libraries():
                 image = sitk.ReadImage(str(p))
         except RuntimeError as error:
+            if "allocate" in str(error).lower() or "bad_alloc" in str(error):
+                raise ResourceError(f"Not enough memory to read '{path}'; nothing was written.") from None
             if "determinant is 0" in str(error):
                 raise InputError(f"Cannot read '{path}': its direction matrix is singular, so its geometry "
                                  f"cannot be trusted.") from None
