@@ -131,6 +131,32 @@ def test_a_labelmap_is_never_written_lossy(harvard_dir, tmp_path, capfd):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_that_is_a_special_file_is_refused(files, tmp_path, capfd):
+    os.mkfifo(tmp_path / "pipe.nrrd")
+    code, _, err = _run(_fuse_argv(files, tmp_path / "pipe.nrrd"), capfd)
+    assert code == 2
+    _one_error_sentence(err, "FIFO")
+    assert (tmp_path / "pipe.nrrd").is_fifo()  # not replaced
+
+
+def test_a_plain_image_output_that_drops_the_geometry_is_a_warning(harvard_dir, tmp_path, capfd):
+    """A 2D reference with a real spacing: PNG cannot store it, so the user is told, in one sentence."""
+    ct = read_volume(harvard_dir / "CT-MRI" / "CT" / "2004.png")
+    mri = read_volume(harvard_dir / "CT-MRI" / "MRI" / "2004.png")
+    for image in (ct, mri):
+        image.SetSpacing((0.9, 0.9))
+    write_volume(ct, tmp_path / "ct.nrrd")
+    write_volume(mri, tmp_path / "mri.nrrd")
+    code, _, err = _run(["fuse", tmp_path / "ct.nrrd", tmp_path / "mri.nrrd", "-o", tmp_path / "f.png", "-q",
+                         "--method", "max"], capfd)
+    assert code == 0, err
+    assert "origin, spacing and direction are not stored" in err
+    code, _, err = _run(["fuse", tmp_path / "ct.nrrd", tmp_path / "mri.nrrd", "-o", tmp_path / "f.nrrd", "-q",
+                         "--method", "max"], capfd)
+    assert code == 0 and err == ""
+    assert read_volume(tmp_path / "f.nrrd").GetSpacing() == (0.9, 0.9)
+
+
 # ----------------------------------------------------------------------------- full disk
 _FSIZE_CHILD = textwrap.dedent("""
     import resource, sys
