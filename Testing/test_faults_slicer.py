@@ -35,3 +35,12 @@ def test_method_options_of_the_wrong_type_from_the_logic_are_one_sentence(mrml, 
     with pytest.raises(InputError, match="must be a whole number"):
         MedFusionLogic().process(t1, t2, method="laplacian", device="cpu", methodOptions={"levels": "abc"})
     assert mrml.scene.GetNumberOfNodes() == before
+
+
+def test_setting_a_number_parameter_to_text_is_one_sentence(mrml):
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    with pytest.raises(InputError, match="edgeStrength .* is not a finite number"):
+        logic.setParameters(node, edgeStrength="strong")
+    assert float(node.GetParameter("edgeStrength")) == 1.0  # the node keeps its value

@@ -113,15 +113,15 @@ def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: O
     return options
 
 
-def _parameter_float(name: str, text: str) -> float:
-    """A number saved in a parameter node (a scene file can hold anything): finite, or one sentence."""
+def _parameter_float(name: str, text) -> float:
+    """A number for or from a parameter node (a saved scene can hold anything): finite, or one sentence."""
     try:
         value = float(text)
-    except ValueError:
+    except (TypeError, ValueError):
         value = float("nan")
     if not np.isfinite(value):
-        raise InputError(f"The saved MedFusion parameter {name} = '{text}' is not a finite number; set it again "
-                         f"in the module.")
+        raise InputError(f"The MedFusion parameter {name} = '{text}' is not a finite number; set it again in the "
+                         f"module.")
     return value
 
 
@@ -312,7 +312,7 @@ class MedFusionLogic(_LogicBase):
                                  f"{', '.join(parameter.choices)}.")
             node.SetParameter(parameter.name, str(value))
         elif parameter.kind == "float":
-            node.SetParameter(parameter.name, str(float(value)))
+            node.SetParameter(parameter.name, str(_parameter_float(parameter.name, value)))
         else:
             node.SetParameter(parameter.name, str(value))
 
