@@ -13,6 +13,7 @@ A failure anywhere raises a MedFusionError and leaves the targets as they were, 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -125,12 +126,30 @@ def _collect(staged: Staged) -> None:
         staged.moves.append((produced[target.name], target))
 
 
+@contextlib.contextmanager
+def _staging(planned: PlannedOutput):
+    """A staging folder removed on any failure. Signals are held from before the mkdir until the cleanup is
+    armed, so that a Ctrl-C arriving just after the folder appears cannot leave it behind."""
+    held = _block_signals()
+    try:
+        folder = _stage_folder(planned)
+    except BaseException:
+        _unblock_signals(held)
+        raise
+    staged = Staged(planned, folder)
+    try:
+        _unblock_signals(held)  # a signal that arrived meanwhile is raised here, inside the cleanup
+        yield staged
+    except BaseException:
+        discard([staged])
+        raise
+
+
 def stage_image(image: sitk.Image, planned: PlannedOutput) -> Staged:
     """Write ``image`` for ``planned`` into a staging folder and verify it; the caller commits or discards."""
     if not isinstance(image, sitk.Image):
         raise InputError(f"Only a SimpleITK image can be written to '{planned.path}', not {type(image).__name__}.")
-    staged = Staged(planned, _stage_folder(planned))
-    try:
+    with _staging(planned) as staged:
         suffix = suffix_of(planned.path)
         if suffix in IMAGE_SUFFIXES:
             image = as_8bit_image(image)
@@ -146,16 +165,12 @@ def stage_image(image: sitk.Image, planned: PlannedOutput) -> Staged:
                                          "this image?)") from None
         _collect(staged)
         _verify(image, path, planned)
-        return staged
-    except BaseException:
-        discard([staged])
-        raise
+    return staged
 
 
 def stage_with(write: Callable[[Path], object], planned: PlannedOutput) -> Staged:
     """Stage a file made by ``write(path)`` (e.g. a rendered PNG); verified to exist and decode."""
-    staged = Staged(planned, _stage_folder(planned))
-    try:
+    with _staging(planned) as staged:
         path = staged.folder / planned.target.name
         try:
             with quiet_libraries():
@@ -172,10 +187,7 @@ def stage_with(write: Callable[[Path], object], planned: PlannedOutput) -> Stage
         except RuntimeError:
             raise _write_failed(planned, "the written file cannot be read back (is the disk full?)") from None
         _collect(staged)
-        return staged
-    except BaseException:
-        discard([staged])
-        raise
+    return staged
 
 
 def discard(staged: Sequence[Staged]) -> None:
@@ -183,31 +195,42 @@ def discard(staged: Sequence[Staged]) -> None:
         shutil.rmtree(item.folder, ignore_errors=True)
 
 
+def _block_signals() -> bool:
+    """Hold SIGINT/SIGTERM/SIGHUP (main thread, POSIX); True when they are now held."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    return True
+
+
+def _unblock_signals(held: bool) -> None:
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+
+
 class _HeldSignals:
     """Hold SIGINT/SIGTERM/SIGHUP for a few renames; one that arrived meanwhile is noted, not lost silently."""
 
     def __enter__(self):
-        self.active = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-        if self.active:
-            signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        self.held = _block_signals()
         return self
 
     def __exit__(self, *exc):
-        if not self.active:
-            return False
-        pending = signal.sigpending() & set(_HELD_SIGNALS)
-        for number in pending:  # the outputs are committed: finishing is what the user's files need now
-            signal.sigtimedwait([number], 0)
-            log.warning("Signal %s arrived while the outputs were being put in place; they are complete.", number)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+        if self.held:
+            for number in signal.sigpending() & set(_HELD_SIGNALS):
+                # The outputs are committed: finishing is what the user's files need now.
+                signal.sigtimedwait([number], 0)
+                log.warning("Signal %s arrived while the outputs were being put in place; they are complete.",
+                            number)
+        _unblock_signals(self.held)
         return False
 
 
 def commit(staged: Sequence[Staged]) -> None:
     """Move every staged file onto its target; on any failure put every previous file back."""
     done: List[Tuple[Path, Optional[Path]]] = []
-    try:
-        with _HeldSignals():
+    with _HeldSignals():  # the renames, a rollback and removing the backups all finish once begun
+        try:
             try:
                 for item in staged:
                     for source, target in item.moves:
@@ -230,8 +253,8 @@ def commit(staged: Sequence[Staged]) -> None:
                     raise WriteError(f"Could not put the outputs in place ({error.strerror or error}); every "
                                      f"previous file was restored.") from None
                 raise
-    finally:
-        discard(staged)
+        finally:
+            discard(staged)
 
 
 def write_all(items: Sequence[Tuple[object, PlannedOutput]]) -> List[str]:
