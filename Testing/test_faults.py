@@ -450,8 +450,11 @@ def test_malformed_manifests_are_one_sentence(tmp_path, entries, words):
 _OOM_CHILD = textwrap.dedent("""
     import resource, sys
     import SimpleITK as sitk
+    import torch
     from MedFusionLib.cli import main
     from MedFusionLib.engine import fuse_volumes
+    # oneDNN does not always check its allocations (a segfault under the limit); torch's own kernels do.
+    torch.backends.mkldnn.enabled = False
     method, headroom, a, b, out, batch = sys.argv[1:7]
     A, B = sitk.ReadImage(a), sitk.ReadImage(b)
     middle = A.GetDepth() // 2
