@@ -221,6 +221,33 @@ def test_edges_failing_after_the_fused_output_restores_nothing_lost(files, tmp_p
     assert after == FULL_DISK_PREVIOUS, how
 
 
+def test_a_failure_while_committing_puts_the_previous_fused_file_back(files, tmp_path):
+    """The fused file is already in place when the edge labelmap cannot be: a folder appears at its path
+    (made by another program between the checks and the final renames). The user's previous result returns."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "MedFusion"))
+    for attempt in range(3):  # the folder must appear in the ~10 ms between staging the edges and committing
+        folder = tmp_path / f"try{attempt}"
+        folder.mkdir()
+        fused, edges = folder / "fused.nrrd", folder / "edges.nii"
+        fused.write_bytes(b"previous result")
+        process = subprocess.Popen([sys.executable, "-m", "MedFusionLib", "fuse", str(files["t1"]),
+                                    str(files["t2"]), "-o", str(fused), "--edges", str(edges), "--method",
+                                    "average", "-q"], stderr=subprocess.PIPE, text=True, env=env)
+        while process.poll() is None:
+            if len([p for p in folder.glob(".medfusion-*") if p.is_dir()]) == 2:  # both outputs staged
+                edges.mkdir()
+                break
+            time.sleep(0.0005)
+        _, err = process.communicate(timeout=240)
+        if process.returncode != 0:
+            break
+    assert process.returncode == 2, err
+    _one_error_sentence(err, "every previous file was restored")
+    assert fused.read_bytes() == b"previous result"
+    assert edges.is_dir() and list(edges.iterdir()) == []
+    assert _leftovers(folder) == []
+
+
 # ----------------------------------------------------------------------------- signals during the write
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_the_write_leaves_the_previous_output(files, tmp_path, sig):

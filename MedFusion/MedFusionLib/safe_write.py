@@ -228,7 +228,7 @@ class _HeldSignals:
 
 def commit(staged: Sequence[Staged]) -> None:
     """Move every staged file onto its target; on any failure put every previous file back."""
-    done: List[Tuple[Path, Optional[Path]]] = []
+    done: List[list] = []  # [target, backup of the previous file or None, whether our file is in place]
     with _HeldSignals():  # the renames, a rollback and removing the backups all finish once begun
         try:
             try:
@@ -236,20 +236,24 @@ def commit(staged: Sequence[Staged]) -> None:
                     for source, target in item.moves:
                         backup = None
                         if os.path.lexists(target):
+                            if os.path.islink(target) or not os.path.isfile(target):
+                                raise WriteError(f"'{target}' stopped being a regular file while MedFusion was "
+                                                 f"writing; every previous file was restored.")
                             backup = item.folder / f".previous-{target.name}"
                             try:
                                 os.link(target, backup)  # the previous file stays in place until replaced
                             except OSError:
                                 os.replace(target, backup)
-                        done.append((target, backup))
+                        done.append([target, backup, False])
                         os.replace(source, target)
+                        done[-1][2] = True
             except BaseException as error:
-                for target, backup in reversed(done):
-                    if backup is not None:
+                for target, backup, placed in reversed(done):
+                    if backup is not None and (placed or not os.path.lexists(target)):
                         os.replace(backup, target)
-                    else:
+                    elif backup is None and placed:
                         Path(target).unlink(missing_ok=True)
-                if isinstance(error, OSError):
+                if isinstance(error, OSError) and not isinstance(error, MedFusionError):
                     raise WriteError(f"Could not put the outputs in place ({error.strerror or error}); every "
                                      f"previous file was restored.") from None
                 raise
