@@ -115,12 +115,17 @@ def _can_create_file_in(folder: Path) -> bool:
     # A real probe: os.access says yes to root even where the file system or a security module says no.
     import tempfile
 
+    from .held_signals import block_signals, unblock_signals
+
+    held = block_signals()  # a Ctrl-C between creating and removing the probe would leave it behind
     try:
         handle, probe = tempfile.mkstemp(prefix=".medfusion-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
     except OSError:
         return False
-    os.close(handle)
-    os.unlink(probe)
+    finally:
+        unblock_signals(held)
     return True
 
 

@@ -19,10 +19,9 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,12 +29,13 @@ import SimpleITK as sitk
 from .errors import InputError, MedFusionError, WriteError
 from .input_integrity import check_integrity
 from .output_plan import IMAGE_SUFFIXES, LOSSY_SUFFIXES, PlannedOutput, suffix_of
+from .held_signals import HELD_SIGNALS as _HELD_SIGNALS, block_signals as _block_signals
+from .held_signals import unblock_signals as _unblock_signals
 from .quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
 _EXACT_GEOMETRY = (".nrrd", ".nhdr", ".mha", ".mhd")  # stored as decimal text or double: exact
 _NIFTI = (".nii", ".nii.gz")  # stored as float32
-_HELD_SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s)
 
 
 @dataclass
@@ -193,19 +193,6 @@ def stage_with(write: Callable[[Path], object], planned: PlannedOutput) -> Stage
 def discard(staged: Sequence[Staged]) -> None:
     for item in staged:
         shutil.rmtree(item.folder, ignore_errors=True)
-
-
-def _block_signals() -> bool:
-    """Hold SIGINT/SIGTERM/SIGHUP (main thread, POSIX); True when they are now held."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    return True
-
-
-def _unblock_signals(held: bool) -> None:
-    if held:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
 
 
 class _HeldSignals:
