@@ -401,6 +401,11 @@ def test_values_near_the_float32_limit_are_not_silently_zeroed(files):
     result = fuse_volumes(scaled, mr, method="average", preset_a="mr", edges=False)
     np.testing.assert_allclose(sitk.GetArrayFromImage(result.fused), sitk.GetArrayFromImage(reference.fused),
                                atol=1e-5)
+    # B beyond float32 altogether (float64 x 1e300), resampled onto A's grid: still the same fusion.
+    huge = sitk.Cast(mr, sitk.sitkFloat64) * 1e300
+    result = fuse_volumes(ct, huge, method="average", preset_a="mr", edges=False)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(result.fused), sitk.GetArrayFromImage(reference.fused),
+                               atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- method output and options
