@@ -177,7 +177,8 @@ def stage_with(write: Callable[[Path], object], planned: PlannedOutput) -> Stage
                 write(path)
         except MedFusionError:
             raise
-        except (OSError, RuntimeError, ValueError, MemoryError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever the renderer hit, the user gets one sentence
+            log.debug("writing %s failed", planned.path, exc_info=True)
             raise _write_failed(planned, f"rendering failed ({type(error).__name__})") from None
         if not path.is_file() or path.stat().st_size == 0:
             raise _write_failed(planned, "nothing was written")
