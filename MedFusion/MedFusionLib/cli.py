@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -62,34 +63,26 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_outputs(outputs) -> None:
-    """Write (image, path) pairs; if one fails, remove the ones already written."""
-    from .volume_io import write_volume
+def _write_outputs(items) -> List[str]:
+    """Write (image or writer function, planned output) pairs all or nothing (safe_write.py); returns warnings."""
+    from .safe_write import write_all
 
-    written: List[Path] = []
-    try:
-        for image, path in outputs:
-            written.append(write_volume(image, path))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    return write_all(items)
 
 
 def cmd_fuse(args) -> int:
     from .engine import fuse_volumes
-    from .volume_io import check_output_path, display_name, read_volume
+    from .output_plan import plan_outputs
+    from .volume_io import display_name, read_volume
 
     warnings: List[str] = []
     if _same_file(args.a, args.b):
         _warn(f"'{args.a}' is given twice: the fused image is that image alone.")
     a = read_volume(args.a, warnings)
     b = read_volume(args.b, warnings)
-    check_output_path(args.output, a.GetDimension())
-    if args.edges:
-        check_output_path(args.edges, a.GetDimension())
-        if Path(args.edges).resolve() == Path(args.output).resolve():
-            raise InputError("The fused output and the edge output must be different files.")
+    # Every output against the inputs, each other and its formats, before any work (output_plan.py).
+    planned = {p.role: p for p in plan_outputs([("fused", args.output), ("edges", args.edges),
+                                                ("preview", args.preview)], [args.a, args.b], a.GetDimension())}
     options = dict(parse_option(o) for o in args.option)
     name_a, name_b = display_name(args.a), display_name(args.b)
     if name_a == name_b:  # e.g. MRI/41030.png and PET/41030.png: say which is which by their folders
@@ -111,16 +104,17 @@ def cmd_fuse(args) -> int:
                               edge_detail=args.edge_detail, check_registration=not args.no_registration_check)
     finally:
         bar.close()
-    outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
-    _write_outputs(outputs)
+    items = [(result.fused, planned["fused"])] + ([(result.edges, planned["edges"])] if args.edges else [])
     if args.preview:
         from .preview import save_preview
 
-        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b,
-                     slices=preview_slices)
-    for message in warnings + result.warnings:
+        items.append((lambda path: save_preview(a, b, result, path, titles=(name_a, name_b),
+                                                colormap_b=args.colormap_b, slices=preview_slices),
+                      planned["preview"]))
+    written_warnings = _write_outputs(items)
+    for message in warnings + result.warnings + written_warnings:
         _warn(message)
-    written = " + ".join(str(p) for _, p in outputs)
+    written = " + ".join(str(p.path) for _, p in items)
     checked = "" if result.registration_offset_mm is None else \
         f" (registration check: '{name_b}' about {result.registration_offset_mm:.1f} mm from '{name_a}')"
     print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}{checked}")
@@ -142,10 +136,21 @@ def cmd_demo(args) -> int:
     from .phantom import make_head_phantom
     from .preview import save_preview
 
+    from .output_plan import plan_outputs
+
+    if not (0.05 <= args.scale <= 4.0):  # written this way, nan fails too
+        raise InputError(f"--scale must be between 0.05 and 4, not {args.scale:g}.")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise InputError(f"Output folder '{out}' is not writable.")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder (created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"Cannot create the output folder '{out}' ({error.strerror or error}).") from None
+    names = {"ct": "phantom_ct.nrrd", "mr": "phantom_mr.nrrd", "fused": "fused.nrrd", "edges": "edges.nrrd",
+             "preview": "preview.png"}
+    planned = plan_outputs([({"ct": "volume", "mr": "volume"}.get(k, k), out / n) for k, n in names.items()])
+    planned = dict(zip(names, planned))
     started = time.perf_counter()
     print(f"medfusion demo: generating the head phantom (CT and MR on different grids) in {out}/ ...")
     phantom = make_head_phantom(modalities=("ct", "mr"), scale=args.scale)
@@ -155,17 +160,15 @@ def cmd_demo(args) -> int:
                               preset_b="mr", device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
     finally:
         bar.close()
-    paths = {"ct": out / "phantom_ct.nrrd", "mr": out / "phantom_mr.nrrd",
-             "fused": out / "fused.nrrd", "edges": out / "edges.nrrd"}
-    _write_outputs([(phantom["ct"], paths["ct"]), (phantom["mr"], paths["mr"]),
-                    (result.fused, paths["fused"]), (result.edges, paths["edges"])])
-    preview = save_preview(phantom["ct"], phantom["mr"], result, out / "preview.png", titles=("CT", "MR"))
-    for message in result.warnings:
+    images = {"ct": phantom["ct"], "mr": phantom["mr"], "fused": result.fused, "edges": result.edges,
+              "preview": lambda path: save_preview(phantom["ct"], phantom["mr"], result, path, titles=("CT", "MR"))}
+    written_warnings = _write_outputs([(images[name], planned[name]) for name in names])
+    for message in result.warnings + written_warnings:
         _warn(message)
     print(f"medfusion demo: CT + MR: {result.summary()}; windows: CT {result.windows['A'].how}, "
           f"MR {result.windows['B'].how}")
-    for name, path in {**paths, "preview": preview}.items():
-        print(f"  {name:<8} {path}")
+    for name in names:
+        print(f"  {name:<8} {planned[name].path}")
     print(f"medfusion demo: done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -342,8 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler) unwinds like Ctrl-C: staged outputs are discarded
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals to the host
+        previous = None
     try:
         return args.handler(args)
     except Cancelled as error:
@@ -355,9 +366,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("medfusion: interrupted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        print("medfusion: error: out of memory; nothing was written.", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `medfusion methods | head`: the reader left, which is not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

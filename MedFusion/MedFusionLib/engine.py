@@ -17,6 +17,7 @@ to 28 M voxels with its MR, peak RSS 1.36 GB with edges against 0.83 GB without 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ import SimpleITK as sitk
 
 from . import advice, edge_overlay, edges as edge_maps, field_of_view, functional_colour
 from .acceleration import Plan, accelerate, plan_precision
-from .errors import Cancelled, InputError
+from .api_checks import check_2d_pair, check_fuse_arguments
+from .errors import Cancelled, InputError, MethodOutputError, ResourceError
 from .geometry import fields_of_view_may_overlap, slice_layout
 from .intensity import Window, parse_preset
 from .methods import REGISTRY
@@ -96,7 +98,28 @@ def resolve_device(device: str = "auto"):
 def _is_out_of_memory(error: BaseException) -> bool:
     import torch
 
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return (isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text or "failed to allocate" in text or "bad_alloc" in text
+            # oneDNN's answer when it cannot allocate a convolution's workspace (seen under a memory limit)
+            or "could not create a primitive" in text)
+
+
+_CPU_OUT_OF_MEMORY = ("Out of memory on the CPU even with one slice per batch; close other programs or fuse a "
+                      "smaller (cropped) volume. Nothing was written.")
+
+
+def _memory_errors_in_one_sentence(fuse):
+    """Out of memory outside the batch loop (allocating the output, copying it into an image) is one sentence."""
+    @functools.wraps(fuse)
+    def wrapper(*args, **kwargs):
+        try:
+            return fuse(*args, **kwargs)
+        except MemoryError as error:
+            if isinstance(error, ResourceError):
+                raise
+            raise ResourceError(_CPU_OUT_OF_MEMORY.replace(" even with one slice per batch", "")) from None
+    return wrapper
 
 
 def _check_inputs(a, b, name_a, name_b) -> None:
@@ -108,6 +131,7 @@ def _check_inputs(a, b, name_a, name_b) -> None:
         kinds = {2: "a 2D image", 3: "a 3D volume"}
         raise InputError(f"'{name_a}' is {kinds[a.GetDimension()]} and '{name_b}' is {kinds[b.GetDimension()]}; "
                          f"fuse two volumes or two images.")
+    check_2d_pair(a, b, name_a, name_b)
 
 
 def _no_overlap(name_a: str, name_b: str) -> InputError:
@@ -122,6 +146,7 @@ def _build(info, dev, method_options, precision: str, compile: bool) -> Tuple[Pl
     return plan, (accelerate(fuse_fn, plan, dev, compile) if info.kind == "network" else fuse_fn)
 
 
+@_memory_errors_in_one_sentence
 def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: str = "axial",
                  preset_a="auto", preset_b="auto", device: str = "auto", batch_size: Optional[int] = None,
                  edges: bool = True, edge_thresholds=None, method_options: Optional[dict] = None,
@@ -158,6 +183,9 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
 
     started = time.perf_counter()
     warnings: List[str] = []
+    check_fuse_arguments(a, b, method=method, axis=axis, device=device, batch_size=batch_size, edges=edges,
+                         method_options=method_options, progress=progress, cancel=cancel, name_a=name_a,
+                         name_b=name_b, return_sources=return_sources, precision=precision, compile=compile)
     _check_inputs(a, b, name_a, name_b)
     info = REGISTRY.get(method)
     layout = slice_layout(a, axis)
@@ -205,20 +233,30 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
             if cancel is not None and cancel():
                 raise Cancelled("Fusion was cancelled; nothing was written.")
             end = min(n_slices, start + batch)
-            slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
-            luma_b = field_of_view.method_input_b(slab_a.luma, slab_b.luma, slab_b.inside)
             try:
+                slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
                 ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev, non_blocking=True)
+                luma_b = field_of_view.method_input_b(slab_a.luma, slab_b.luma, slab_b.inside)
                 tb = torch.from_numpy(luma_b).unsqueeze(1).to(dev, non_blocking=True)
-                fused = fuse_fn(ta, tb).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
-            except RuntimeError as error:
-                if dev.type != "cuda" or not _is_out_of_memory(error):
+                fused = fuse_fn(ta, tb).float()
+                if not bool(torch.isfinite(fused).all()):  # clamp would hide NaN as is and inf as 0 or 1
+                    raise MethodOutputError(
+                        f"Method '{info.name}' produced values that are not finite (NaN or infinity) on slices "
+                        f"{start + 1}-{end}; the result is refused and nothing was written.")
+                fused = fused.clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+            except (RuntimeError, MemoryError) as error:
+                if not _is_out_of_memory(error):
                     raise
                 del error
-                torch.cuda.empty_cache()
+                ta = tb = slab_a = slab_b = fused = None  # free the failed batch before retrying
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
                 if batch > 1:
                     batch //= 2
-                    warnings.append(f"GPU out of memory: batch size reduced to {batch}.")
+                    warnings.append(f"{'GPU' if dev.type == 'cuda' else 'CPU'} out of memory: batch size reduced "
+                                    f"to {batch}.")
+                elif dev.type != "cuda":
+                    raise ResourceError(_CPU_OUT_OF_MEMORY) from None
                 else:
                     dev = torch.device("cpu")
                     plan, fuse_fn = _build(info, dev, method_options, precision, compile)

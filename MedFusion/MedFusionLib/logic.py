@@ -133,6 +133,18 @@ def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: O
     return options
 
 
+def _parameter_float(name: str, text) -> float:
+    """A number for or from a parameter node (a saved scene can hold anything): finite, or one sentence."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value):
+        raise InputError(f"The MedFusion parameter {name} = '{text}' is not a finite number; set it again in the "
+                         f"module.")
+    return value
+
+
 def method_help_html() -> str:
     """Every registered method with its paper, for the module's help text and tooltips."""
     items = "".join(f"<li><b>{info.title}</b> (<code>{info.name}</code>): {info.summary} <i>{info.reference}</i></li>"
@@ -351,7 +363,7 @@ class MedFusionLogic(_LogicBase):
                                  f"{', '.join(parameter.choices)}.")
             node.SetParameter(parameter.name, str(value))
         elif parameter.kind == "float":
-            node.SetParameter(parameter.name, str(parameter.clamp(float(value))))
+            node.SetParameter(parameter.name, str(parameter.clamp(_parameter_float(parameter.name, value))))
         else:
             node.SetParameter(parameter.name, str(value))
 
@@ -415,7 +427,7 @@ class MedFusionLogic(_LogicBase):
             if parameter.kind == "bool":
                 values[parameter.name] = text == "True"
             elif parameter.kind == "float":
-                values[parameter.name] = parameter.clamp(float(text))
+                values[parameter.name] = parameter.clamp(_parameter_float(parameter.name, text))
             else:
                 values[parameter.name] = text
         return values

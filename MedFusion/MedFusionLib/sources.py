@@ -123,7 +123,10 @@ class MovingSlabs:
         self.same_grid = same_grid(source.image, reference)
         if self.same_grid:
             self.stack = layout.to_slices(sitk.GetArrayViewFromImage(source.image))
-        self.output_type = sitk.sitkVectorFloat32 if source.is_vector else sitk.sitkFloat32
+        # float64 data may exceed float32's range (3.4e38): resampling it to float32 would turn it into inf.
+        wide = source.image.GetPixelID() in (sitk.sitkFloat64, sitk.sitkVectorFloat64)
+        self.output_type = ((sitk.sitkVectorFloat64 if wide else sitk.sitkVectorFloat32) if source.is_vector
+                            else (sitk.sitkFloat64 if wide else sitk.sitkFloat32))
 
     def _sub_grid(self, start: int, end: int) -> sitk.Image:
         """An empty image with the geometry of slices [start, end) of A along the layout's axis."""

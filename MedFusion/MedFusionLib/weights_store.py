@@ -48,12 +48,31 @@ def read_manifest(weights_dir=None) -> dict:
         return {"format": MANIFEST_FORMAT, "entries": []}
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise TypeError("it is not a JSON object")
         entries = manifest["entries"]
         if not isinstance(entries, list):
             raise TypeError("entries is not a list")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(f"The weights manifest '{path}' is unreadable ({exc}); reinstall MedFusion.") from exc
+        for entry in entries:
+            _check_entry(entry)
+    except KeyError as exc:
+        raise WeightsError(f"The weights manifest '{path}' is unreadable (it lacks {exc}); reinstall "
+                           f"MedFusion.") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise WeightsError(f"The weights manifest '{path}' is unreadable ({exc}); reinstall MedFusion.") from None
     return manifest
+
+
+def _check_entry(entry) -> None:
+    """An entry is an object with string 'method', 'file' (a name inside the weights folder) and 'sha256'."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"an entry is a {type(entry).__name__}, not an object")
+    for key in ("method", "file", "sha256"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise TypeError(f"an entry has no text '{key}'")
+    name = entry["file"]
+    if Path(name).name != name or name in (".", "..") or "\\" in name:
+        raise ValueError(f"the file '{name}' of '{entry['method']}' is not a plain name inside the weights folder")
 
 
 def manifest_entry(method: str, weights_dir=None) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Tuple
@@ -45,11 +46,32 @@ class MethodInfo:
             valid = ", ".join(sorted(self.options)) or "none"
             raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; "
                              f"its options are: {valid}.")
+        for option, value in options.items():
+            _check_option_type(self.name, option, value, self.options[option][0])
 
     def build(self, device, **options) -> FuseFn:
         self.check_options(options)
         module = importlib.import_module(f"{__package__}.{self.module}")
         return getattr(module, self.factory)(device, **options)
+
+
+def _check_option_type(method: str, option: str, value, default) -> None:
+    """An option's value has the type of its default (a whole number, a finite number, a word); the CLI, the
+    Python API and a saved Slicer parameter node all pass through here."""
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        wanted = "a finite number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "a name"
+    else:
+        return
+    if not ok:
+        raise InputError(f"Option '{option}' of method '{method}' must be {wanted} (default {default!r}), "
+                         f"not {value!r:.40}.")
 
 
 class Registry:
