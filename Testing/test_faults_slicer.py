@@ -41,6 +41,7 @@ def test_setting_a_number_parameter_to_text_is_one_sentence(mrml):
     logic = MedFusionLogic()
     node = logic.getParameterNode()
     logic.setDefaultParameters(node)
+    logic.setParameters(node, edgeStrength=1.5)
     with pytest.raises(InputError, match="edgeStrength .* is not a finite number"):
         logic.setParameters(node, edgeStrength="strong")
-    assert float(node.GetParameter("edgeStrength")) == 1.0  # the node keeps its value
+    assert float(node.GetParameter("edgeStrength")) == 1.5  # the node keeps its value
