@@ -63,8 +63,9 @@ class FusionResult:
     # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
     # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
     sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
-    # B's estimated residual shift against A in mm (registration_check.py); None when not checked: 2D, skipped,
-    # or too small or too flat for the metric.
+    # B's estimated residual shift against A in mm (registration_check.py); None when not checked (2D, skipped)
+    # or when the check cannot tell (too little overlap or common structure, the best shift at the edge of the
+    # plausible range, or above the threshold without a significant metric gain).
     registration_offset_mm: Optional[float] = None
 
     def summary(self) -> str:
@@ -173,8 +174,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``edge_detail`` in [0, 1] (None: 0.5) asks for fewer or more of them; ``edge_thresholds=(low, high)``
     fixes them (normalised intensity per mm of the smoothed source).
 
-    ``check_registration`` first estimates B's residual shift against A (registration_check.py, about a second);
-    above max(3 mm, one voxel of B) a warning says by how much and what to do.
+    ``check_registration`` first estimates B's residual shift against A (registration_check.py, 1-3 s);
+    above max(3 mm, one voxel of B), with a significant metric gain, a warning says by how much and what to do.
 
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
@@ -202,8 +203,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     registration_offset = None
     if check_registration:
         found = estimate_misalignment(a, b)
-        if found is not None and np.isfinite(found.offset_mm):
-            registration_offset = found.offset_mm
+        if found is not None:
+            registration_offset = found.reported_mm  # None: the check cannot tell
             if found.misaligned:
                 warnings.append(found.warning(name_a, name_b))
     plan, fuse_fn = _build(info, dev, method_options, precision, compile)
