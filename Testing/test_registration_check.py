@@ -92,6 +92,7 @@ def test_pet_against_its_own_ct_gives_no_warning(sts, crop):
     assert not found.misaligned and found.warning("CT", "PET") is None
     # An estimate above the threshold that does not beat zero shift significantly is not reported as a shift.
     assert found.reported_mm is None or found.reported_mm <= found.threshold_mm
+    assert found.reported_mm is not None or found.cannot_tell  # "cannot tell" always says why
     if crop == "6 slices":  # 19.6 mm thick: z is not searched
         assert found.searched_axes == (True, True, False)
 
