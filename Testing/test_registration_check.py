@@ -117,7 +117,15 @@ def test_thin_overlap_is_not_searched_across_and_the_warning_says_so(sts):
     found = check_registration(sts["CT"][:, :, 24:30], sts["MR_T1"])
     assert found.searched_axes == (True, True, False) and found.translation_mm[2] == 0.0
     assert found.misaligned and found.gain >= _MIN_GAIN and 8.0 < found.offset_mm < 15.0
-    assert "not along z: the overlap is too thin there" in found.warning("CT", "MR")
+    assert "not along CT's voxel axis k: the overlap is too thin there" in found.warning("CT", "MR")
+
+
+def test_single_slices_are_checked_in_plane(stroke):
+    """One oblique slice each (a 3D image of depth 1): no crash; the slab's normal (A's axis k) is not searched,
+    although the tilted slice spans more than 40 mm along LPS z; in-plane the pair reads aligned."""
+    t1, t2 = (image[:, :, 70:71] for image in stroke)
+    found = check_registration(t1, t2)
+    assert found.searched_axes[2] is False and not found.misaligned
 
 
 def test_no_common_structure_cannot_tell(stroke):

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
             f" (estimate {np.linalg.norm(found.translation_mm):.1f} mm " \
             f"{np.round(found.translation_mm, 1).tolist()}, gain {found.gain:+.0%})"
         raw += f": {found.cannot_tell}" if found.cannot_tell else ""
-        unsearched = "".join(axis for axis, s in zip("xyz", found.searched_axes) if not s)
+        unsearched = "".join(axis for axis, s in zip("ijk", found.searched_axes) if not s)  # A's voxel axes
         print(f"{name:32s} {estimate:12s} {'WARNS' if found.misaligned else 'silent':6s} {seconds:4.1f} s"
               f"{raw}{'  not searched: ' + unsearched if unsearched else ''}", flush=True)
     return 0
