@@ -8,7 +8,7 @@
     python scripts/train.py mfenet --recipe paper --device cuda --out runs/mfenet-paper   # the paper's 60 epochs
 
 The machinery (data, split by case, sampling, loop, checkpoints, log.csv, validation, export) is in
-MedFusion/MedFusionLib/training.py; each network registers a Trainable there.
+MedFusion/MedFusionTraining/training.py; each network has its module there (MedFusionTraining/<name>.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO / "MedFusion"))
 
-from MedFusionLib import training  # noqa: E402
+from MedFusionTraining import training  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -36,20 +36,18 @@ import numpy as np
 from .errors import InputError
 from .functional_colour import AUTO, COLOUR_MODES
 from .methods import DEFAULT_METHOD, REGISTRY
+from .settings import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE, FusionSettings  # noqa: F401 (the widget's range)
 
 log = logging.getLogger(__name__)
 
 MODULE_NAME = "MedFusion"
 AXES = ("axial", "coronal", "sagittal")
 DEVICES = ("auto", "cpu", "cuda")
-FUSION_RULES = ("max", "add", "average", "softmax")  # MFEnet's feature-fusion rules (method option "rule")
 RULE_OPTION = "rule"
 EDGE_WEIGHT_OPTION = "edge_weight"
 EDGE_STRENGTH_RANGE = (0.0, 2.0)
 SCALAR_WINDOW_LEVEL = (1.0, 0.5)  # the fused scalar volume is float32 in [0, 1]
 RGB_WINDOW_LEVEL = (255.0, 127.5)  # the fused RGB volume is uint8 0..255
-# The edge overlay's detail (edge_overlay.py, not imported here: it loads SimpleITK and OpenCV; a test checks them).
-EDGE_DETAIL_RANGE, EDGE_DETAIL_DEFAULT = (0.0, 1.0), 0.5
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
 EDGE_COLOURS = ((1.0, 0.75, 0.0), (0.0, 0.85, 1.0))
 EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
@@ -57,11 +55,12 @@ EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
 COLOUR_NONE, COLOUR_OWN = "none", "volume"
 
 
-def _option_default(option: str, fallback):
-    for info in REGISTRY.infos():
-        if option in info.options:
-            return info.options[option][0]
-    return fallback
+def _declared_option(option: str):
+    """The first registry declaration of ``option`` (e.g. MFEnet's 'rule'): the widget's default and choices."""
+    return next(info.options[option] for info in REGISTRY.infos() if option in info.options)
+
+
+FUSION_RULES = _declared_option(RULE_OPTION).choices  # MFEnet's feature-fusion rules
 
 
 @dataclass(frozen=True)
@@ -86,9 +85,9 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("inputVolumeB", "node", None, node_class="vtkMRMLScalarVolumeNode",
               help="second volume, resampled onto A"),
     Parameter("method", "enum", DEFAULT_METHOD, choices=tuple(REGISTRY.names()), help="fusion method"),
-    Parameter("fusionRule", "enum", _option_default(RULE_OPTION, "max"), choices=FUSION_RULES,
+    Parameter("fusionRule", "enum", _declared_option(RULE_OPTION).default, choices=FUSION_RULES,
               help="feature fusion rule (methods with a 'rule' option, e.g. MFEnet)"),
-    Parameter("edgeStrength", "float", float(_option_default(EDGE_WEIGHT_OPTION, 0.0)),
+    Parameter("edgeStrength", "float", _declared_option(EDGE_WEIGHT_OPTION).default,
               help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)",
               limits=EDGE_STRENGTH_RANGE),
     Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
@@ -124,9 +123,7 @@ def method_accepts(method: str, option: str) -> bool:
 def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: Optional[dict] = None) -> dict:
     """Method options to pass to the engine: the rule and edge strength only where the method declares them."""
     options = dict(extra or {})
-    if fusionRule is not None and method_accepts(method, RULE_OPTION):
-        if fusionRule not in FUSION_RULES:
-            raise InputError(f"Unknown fusion rule '{fusionRule}'; choose one of: {', '.join(FUSION_RULES)}.")
+    if fusionRule is not None and method_accepts(method, RULE_OPTION):  # checked with the others by the engine
         options.setdefault(RULE_OPTION, fusionRule)
     if edgeStrength is not None and method_accepts(method, EDGE_WEIGHT_OPTION):
         options.setdefault(EDGE_WEIGHT_OPTION, float(edgeStrength))
@@ -205,7 +202,7 @@ class PreparedFusion:
     info: Any  # the method's registry entry
     image_a: Any
     image_b: Any
-    engine: Dict[str, Any]  # keyword arguments of fuse_volumes, except the images, progress and cancel
+    settings: Any  # the checked FusionSettings the engine takes (settings.py)
     outputVolume: Any
     outputEdges: Any
     warnings: List[str]
@@ -627,9 +624,9 @@ class MedFusionLogic(_LogicBase):
                 checkRegistration: bool = True) -> "PreparedFusion":
         """Check the nodes and options and read the inputs (MRML, main thread); nothing is added to the scene.
 
-        Every option of :meth:`process` and :meth:`start` is declared here, once: ``engine`` collects the keyword
-        arguments of :func:`MedFusionLib.engine.fuse_volumes`, which both the in-process run and the worker pass
-        on as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
+        Every option of :meth:`process` and :meth:`start` is declared here, once, and checked here, once, into the
+        :class:`~MedFusionLib.settings.FusionSettings` that both the in-process run and the worker pass to the
+        engine as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
         declares the options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are.
         ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB,
         its colour shown as ``colourMode`` says (auto, overlay, ycbcr; see functional_colour.py). ``edgeDetail``
@@ -657,11 +654,11 @@ class MedFusionLogic(_LogicBase):
             if is_vector and not wants_vector:
                 raise InputError(f"The fused volume is scalar but the output '{outputVolume.GetName()}' is a vector "
                                  f"volume; select a scalar volume as output, or none to create one.")
-        engine = dict(method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device,
-                      batch_size=batchSize, edges=edges, method_options=options, name_a=volumeA.GetName(),
-                      name_b=volumeB.GetName(), colormap_b=table_b, colour_mode=colourMode,
-                      edge_detail=edgeDetail, check_registration=checkRegistration)
-        return PreparedFusion(volumeA, volumeB, info, image_a, image_b, engine, outputVolume,
+        settings = FusionSettings.create(
+            method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device, batch_size=batchSize,
+            edges=edges, method_options=options, name_a=volumeA.GetName(), name_b=volumeB.GetName(),
+            colormap_b=table_b, colour_mode=colourMode, edge_detail=edgeDetail, check_registration=checkRegistration)
+        return PreparedFusion(volumeA, volumeB, info, image_a, image_b, settings, outputVolume,
                               outputEdges if edges else None, warnings, started)
 
     def process(self, volumeA, volumeB, progress: Optional[Callable[[int, int], None]] = None,
@@ -672,10 +669,9 @@ class MedFusionLogic(_LogicBase):
         Returns a :class:`MedFusionOutput`.
         """
         prepared = self.prepare(volumeA, volumeB, **options)
-        from .engine import fuse_volumes  # torch and OpenCV load here, not at import
+        from .engine import fuse  # torch and OpenCV load here, not at import
 
-        result = fuse_volumes(prepared.image_a, prepared.image_b, progress=progress, cancel=cancel,
-                              **prepared.engine)
+        result = fuse(prepared.image_a, prepared.image_b, prepared.settings, progress=progress, cancel=cancel)
         return self._finish(prepared, result)
 
     def start(self, volumeA, volumeB, stallTimeout: Optional[float] = None, **options):
@@ -692,7 +688,7 @@ class MedFusionLogic(_LogicBase):
         from .fusion_job import DEFAULT_STALL_TIMEOUT_S, FusionJob
 
         prepared = self.prepare(volumeA, volumeB, **options)
-        job = FusionJob(prepared.image_a, prepared.image_b, prepared.engine,
+        job = FusionJob(prepared.image_a, prepared.image_b, prepared.settings,
                         finish=lambda result: self._finish(prepared, result),
                         python=self.workerPython, env=_worker_environment(), work_dir=self.workDirectory,
                         stall_timeout=DEFAULT_STALL_TIMEOUT_S if stallTimeout is None else stallTimeout)

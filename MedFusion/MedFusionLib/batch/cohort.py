@@ -86,7 +86,7 @@ def _resolve(path_text: str, base: Path, column: str) -> str:
 def check_settings(spec: CaseSpec) -> CaseSpec:
     """Raise InputError (one sentence) if the method, its options, the presets or colour maps are unusable."""
     from ..colour import colour_table
-    from ..edges import validate_thresholds
+    from ..settings import validate_edge_thresholds
     from ..intensity import parse_preset
     from ..methods import REGISTRY
 
@@ -96,7 +96,7 @@ def check_settings(spec: CaseSpec) -> CaseSpec:
     for colormap in (spec.colormap_a, spec.colormap_b):
         if colormap:
             colour_table(colormap)
-    validate_thresholds(spec.edge_thresholds)
+    validate_edge_thresholds(spec.edge_thresholds)
     return spec
 
 
