@@ -123,6 +123,25 @@ def _memory_errors_in_one_sentence(fuse):
     return wrapper
 
 
+def _after_out_of_memory(dev, batch: int, method, warnings: List[str]):
+    """The device and batch size to retry with: half the batch, then (GPU, one slice) the same method moved to
+    the CPU; ResourceError when the CPU runs out with one slice."""
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    if batch > 1:
+        batch //= 2
+        warnings.append(f"{'GPU' if dev.type == 'cuda' else 'CPU'} out of memory: batch size reduced to {batch}.")
+    elif dev.type != "cuda":
+        raise ResourceError(_CPU_OUT_OF_MEMORY) from None
+    else:
+        dev = torch.device("cpu")
+        method.to(dev)  # the same loaded method, moved: nothing is rebuilt
+        warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
+    return dev, batch
+
+
 def _check_inputs(a, b, name_a, name_b) -> None:
     for image, name in ((a, name_a), (b, name_b)):
         if image is None:
@@ -250,18 +269,7 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
                     raise
                 del error
                 ta = tb = slab_a = slab_b = fused = None  # free the failed batch before retrying
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                if batch > 1:
-                    batch //= 2
-                    warnings.append(f"{'GPU' if dev.type == 'cuda' else 'CPU'} out of memory: batch size reduced "
-                                    f"to {batch}.")
-                elif dev.type != "cuda":
-                    raise ResourceError(_CPU_OUT_OF_MEMORY) from None
-                else:
-                    dev = torch.device("cpu")
-                    method.to(dev)  # the same loaded method, moved: nothing is rebuilt
-                    warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
+                dev, batch = _after_out_of_memory(dev, batch, method, warnings)
                 continue
             # Where only A has data, A passes through unchanged, fading in the fusion across B's border.
             weight = field_of_view.slab_weight(moving, start, end, slab_b.inside)

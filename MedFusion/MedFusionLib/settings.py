@@ -50,7 +50,7 @@ class FusionSettings:
     method: str = "average"
     method_options: Mapping[str, Any] = field(default_factory=dict)
     axis: str = "axial"
-    preset_a: Any = "auto"  # a preset text (intensity.py) or a Window
+    preset_a: Any = "auto"  # a preset text (intensity.py) or a Preset; created settings hold the Preset
     preset_b: Any = "auto"
     colormap_a: Any = None  # a matplotlib name or an (N, 3) table colouring a scalar functional source
     colormap_b: Any = None
@@ -83,8 +83,6 @@ class FusionSettings:
         raw = dataclasses.replace(cls(), **keywords)
         check_settings_types(raw)
         info = REGISTRY.get(raw.method)
-        for preset in (raw.preset_a, raw.preset_b):
-            parse_preset(preset)
         precision = (raw.precision or "auto").strip().lower()
         if precision not in PRECISIONS:
             raise InputError(f"Unknown precision '{raw.precision}'; choose one of: {', '.join(PRECISIONS)}.")
@@ -95,6 +93,7 @@ class FusionSettings:
             raise InputError(f"Batch size must be at least 1, not {raw.batch_size}.")
         return dataclasses.replace(
             raw, method=info.name, method_options=info.check_options(dict(raw.method_options or {})),
+            preset_a=parse_preset(raw.preset_a), preset_b=parse_preset(raw.preset_b),  # parsed once, here
             axis=check_axis(raw.axis), precision=precision, colour_mode=colour_mode,
             batch_size=None if raw.batch_size is None else int(raw.batch_size),
             edge_thresholds=validate_edge_thresholds(raw.edge_thresholds),

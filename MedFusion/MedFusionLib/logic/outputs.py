@@ -28,6 +28,14 @@ class MedFusionOutput:
         return self.result.summary()
 
 
+def _remove_displays_added_since(node, scene, kept_ids) -> None:
+    """Display nodes the run added to a user-selected output (those not in ``kept_ids``) leave the scene."""
+    for i in reversed(range(node.GetNumberOfDisplayNodes())):
+        display = node.GetNthDisplayNode(i)
+        if display is not None and display.GetID() not in kept_ids and scene is not None:
+            scene.RemoveNode(display)
+
+
 class _VolumeState:
     """Everything process() may change on a user-selected output volume, to put it back on failure."""
 
@@ -58,10 +66,7 @@ class _VolumeState:
         node.SetIJKToRASMatrix(numpy_to_matrix(self.matrix))
         node.SetAndObserveImageData(self.image)
         node.SetAndObserveTransformNodeID(self.transform_id)
-        for i in reversed(range(node.GetNumberOfDisplayNodes())):
-            display = node.GetNthDisplayNode(i)
-            if display is not None and display.GetID() not in self.display_ids and scene is not None:
-                scene.RemoveNode(display)
+        _remove_displays_added_since(node, scene, self.display_ids)
         display = node.GetDisplayNode()
         if self.window_level is not None and display is not None:
             auto, window, level = self.window_level
@@ -96,10 +101,7 @@ class _SegmentationState:
         node, scene = self.node, self.node.GetScene()
         node.GetSegmentation().DeepCopy(self.segmentation)
         node.SetAndObserveTransformNodeID(self.transform_id)
-        for i in reversed(range(node.GetNumberOfDisplayNodes())):
-            display = node.GetNthDisplayNode(i)
-            if display is not None and display.GetID() not in self.display_ids and scene is not None:
-                scene.RemoveNode(display)
+        _remove_displays_added_since(node, scene, self.display_ids)
         display = node.GetDisplayNode()
         if self.fill_outline is not None and display is not None:
             display.SetVisibility2DFill(self.fill_outline[0])

@@ -81,6 +81,19 @@ class Option:
         return value  # as given: a whole number stays one (method labels such as edge_weight=1 keep their form)
 
 
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def with_shipped_weights(model, name: str, device, weights_dir=None):
+    """``model`` holding the shipped weights of registry entry ``name`` (sha256-checked, ``weights_only=True``;
+    weights_store.py), in eval mode on ``device``."""
+    from ..weights_store import load_state_dict
+
+    model.load_state_dict(load_state_dict(name, weights_dir=weights_dir))
+    return model.to(device).eval()
+
+
 class FusionMethod:
     """A loaded method (see the module docstring). ``model`` is the network (None for a classic rule).
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import FusionMethod
+from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
 from .edpsn_modules import AFM, eem_grey, entropy_masks, local_entropy
 
 # Recorded in the weights manifest; change it whenever the layer layout or the fixed operators change.
@@ -73,17 +73,10 @@ class EDPSN(nn.Module):
         return self.head2(F.leaky_relu(self.head1(merged), 0.2)).contiguous()
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_model(device="cpu", weights_dir=None, eem_weight: float = 1.0) -> EDPSN:
     """EDPSN with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    from ..weights_store import load_state_dict
-
-    model = EDPSN(eem_weight=eem_weight)
-    model.load_state_dict(load_state_dict("edpsn", weights_dir=weights_dir))
-    return model.to(device, memory_format=torch.channels_last).eval()
+    model = with_shipped_weights(EDPSN(eem_weight=eem_weight), "edpsn", device, weights_dir)
+    return model.to(memory_format=torch.channels_last)
 
 
 def build(device, eem_weight: float = 1.0, *, weights_dir=None) -> FusionMethod:

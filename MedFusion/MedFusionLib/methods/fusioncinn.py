@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import FusionMethod
+from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
 from .cinn_blocks import ChannelPermutation, ConditionalAffineCoupling, HaarDownsample, WaveletConditions
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
@@ -176,17 +176,9 @@ class FusionCINN(nn.Module):
         return fused[..., :h, :w].clamp(0.0, 1.0)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_model(device="cpu", weights_dir=None) -> FusionCINN:
     """FusionCINN with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    from ..weights_store import load_state_dict
-
-    model = FusionCINN()
-    model.load_state_dict(load_state_dict("fusioncinn", weights_dir=weights_dir))
-    return model.to(device).eval()
+    return with_shipped_weights(FusionCINN(), "fusioncinn", device, weights_dir)
 
 
 def build(device, *, weights_dir=None) -> FusionMethod:

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from ..errors import InputError
 from . import REGISTRY
-from .base import FusionMethod
+from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
 ARCHITECTURE = "mfenet-table1-v1: encoder C1-C6, decoder C7-C10, linear C10"
@@ -146,17 +146,9 @@ def edge_enhance(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, edge_wei
     return (fused + edge_weight * edges).clamp_(0.0, 1.0)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_model(device="cpu", weights_dir=None) -> MFEnet:
     """MFEnet with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    from ..weights_store import load_state_dict
-
-    model = MFEnet()
-    model.load_state_dict(load_state_dict("mfenet", weights_dir=weights_dir))
-    return model.to(device).eval()
+    return with_shipped_weights(MFEnet(), "mfenet", device, weights_dir)
 
 
 def build(device, rule: str = "max", edge_weight: float = 0.0, *, weights_dir=None) -> FusionMethod:

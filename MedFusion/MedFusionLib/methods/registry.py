@@ -107,10 +107,3 @@ def parse_method_spec(spec: str, registry: "Registry") -> Tuple[str, Dict[str, A
         raise InputError(f"Method '{spec}' must look like NAME or NAME[KEY=VALUE,...].")
     info = registry.get(match.group(1))
     return info.name, parse_options(info, (match.group(2) or "").split(","))
-
-
-def format_method_spec(method: str, options: Dict[str, Any]) -> str:
-    """The inverse of parse_method_spec: ('mfenet', {'rule': 'add'}) -> 'mfenet[rule=add]'."""
-    if not options:
-        return method
-    return f"{method}[{','.join(f'{key}={value}' for key, value in sorted(options.items()))}]"
