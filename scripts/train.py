@@ -18,10 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    import MedFusionLib  # noqa: F401  (installed with pip install -e .)
-except ImportError:
-    sys.path.insert(0, str(REPO / "MedFusion"))
+sys.path.insert(0, str(REPO / "MedFusion"))  # this clone's packages, whatever an older install provides
 
 from MedFusionTraining import training  # noqa: E402
 
