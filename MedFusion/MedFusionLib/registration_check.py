@@ -118,9 +118,10 @@ def _coarse(image: sitk.Image) -> sitk.Image:
     factors = np.maximum(np.ceil(size / _MAX_VOXELS_PER_AXIS), np.round(_MIN_SPACING_MM / spacing))
     factors = [int(f) for f in np.clip(factors, 1, np.maximum(size // 4, 1))]
     if image.GetNumberOfComponentsPerPixel() == 3:
-        weights = (0.299, 0.587, 0.114)
+        from .colour import LUMA_WEIGHTS
+
         small = sum(w * sitk.Cast(sitk.BinShrink(sitk.VectorIndexSelectionCast(image, c), factors),
-                                  sitk.sitkFloat32) for c, w in enumerate(weights))
+                                  sitk.sitkFloat32) for c, w in enumerate(LUMA_WEIGHTS))
     else:
         small = sitk.Cast(sitk.BinShrink(image, factors), sitk.sitkFloat32)
     values = sitk.GetArrayViewFromImage(small)
