@@ -12,9 +12,14 @@ import qt
 import vtk
 
 import slicer
-from slicer.i18n import tr as _
-from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+    from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+except ImportError as error:  # Slicer 5.0-5.2: say why in the log instead of a bare import error
+    raise ImportError("MedFusion needs 3D Slicer 5.4 or later (slicer.i18n and slicer.parameterNodeWrapper are "
+                      "missing).") from error
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -25,7 +30,9 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 # Cheap imports only: no torch, no OpenCV (they load at the first Apply, after the dependency check).
 from MedFusionLib import logic as medfusion_logic
-from MedFusionLib.errors import Cancelled, MedFusionError
+from MedFusionLib import slicer_setup
+from MedFusionLib.errors import MedFusionError
+from MedFusionLib.fusion_job import CANCELLED, DONE
 from MedFusionLib.intensity import PRESET_HELP
 from MedFusionLib.methods import REGISTRY
 
@@ -43,7 +50,7 @@ class MedFusion(ScriptedLoadableModule):
         self.parent.title = _("MedFusion")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Filtering")]
         self.parent.dependencies = []
-        self.parent.contributors = ["MedFusion developers"]
+        self.parent.contributors = ["MedFusion maintainers (SlicerMedFusion project)"]
         self.parent.helpText = _(
             "Fuse two co-registered volumes (CT + MR, MR + PET/SPECT, MR-T1 + MR-T2) slice by slice into one "
             "volume in the exact geometry of volume A, with edge outlines of both sources. A colour (RGB) PET or "
@@ -76,6 +83,7 @@ FusionMethod = _LabelledEnum("FusionMethod", [(n, n) for n in PARAMETERS["method
 FusionRule = _LabelledEnum("FusionRule", [(n, n) for n in PARAMETERS["fusionRule"].choices])
 SlicingAxis = _LabelledEnum("SlicingAxis", [(n, n) for n in PARAMETERS["axis"].choices])
 ComputeDevice = _LabelledEnum("ComputeDevice", [(n, n) for n in PARAMETERS["device"].choices])
+ColourMode = _LabelledEnum("ColourMode", [(n, n) for n in PARAMETERS["colourMode"].choices])
 
 
 @parameterNodeWrapper
@@ -91,8 +99,11 @@ class MedFusionParameterNode:
     presetA: str = PARAMETERS["presetA"].default
     presetB: str = PARAMETERS["presetB"].default
     colourB: str = PARAMETERS["colourB"].default
+    colourMode: ColourMode = ColourMode[PARAMETERS["colourMode"].default]
     device: ComputeDevice = ComputeDevice[PARAMETERS["device"].default]
     showEdges: bool = PARAMETERS["showEdges"].default
+    edgeDetail: Annotated[float, WithinRange(*medfusion_logic.EDGE_DETAIL_RANGE)] = PARAMETERS["edgeDetail"].default
+    checkRegistration: bool = PARAMETERS["checkRegistration"].default
     outputVolume: vtkMRMLScalarVolumeNode
     outputEdges: vtkMRMLSegmentationNode
 
@@ -103,22 +114,31 @@ class MedFusionParameterNode:
 
 
 class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Thin GUI over MedFusionLogic: Apply starts a worker job, a QTimer polls it, Cancel kills it."""
+
+    POLL_INTERVAL_MS = 200  # each poll reads a few lines (well under a millisecond); results arrive in the poll
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._running = False
-        self._cancelRequested = False
+        self._job = None  # the running FusionJob, if any
+        self._pollTimer = None
         self._dependenciesChecked = False
-        self._lastOutput = None
+        self._resultVolumeID = None  # the last fused volume (its ID only: the scene holds the data, once)
+
+    @property
+    def _running(self) -> bool:
+        return self._job is not None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedFusion.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self._uiWidget = uiWidget
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedFusionLogic()
 
@@ -129,6 +149,11 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "colour table and displayed window; or type a colour node name such as PET-Heat. The fused volume is "
             "then RGB: its brightness carries the anatomy of A, its colour the function of B.")
         self.ui.progressBar.hide()
+        self.ui.progressBar.maximum = 100
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._onPollTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -138,20 +163,21 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self._cancelRequested = True
+        self._stopJob()
+        self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+        # A running fusion goes on (its timer keeps polling); only the GUI bindings are released.
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._cancelRequested = True  # a running fusion stops before its next batch
+        if self._running:
+            self._stopJob()
+            self.ui.statusLabel.text = _("Cancelled: the scene was closed.")
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -166,19 +192,41 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.inputVolumeA = first
 
     def setParameterNode(self, inputParameterNode: Optional[MedFusionParameterNode]) -> None:
+        if self._parameterNode is not None and inputParameterNode is not None \
+                and self._parameterNode.parameterNode is inputParameterNode.parameterNode \
+                and self._parameterNodeGuiTag is not None:
+            return  # already bound to this node: binding twice would stack connectors
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # Widgets with the dynamic property SlicerParameterName (see the .ui) bind to the parameters here.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._boundWidgets())
             self._setMethodItemToolTips()
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
             self._updateGUI()
 
+    def _boundWidgets(self) -> dict:
+        """Parameter name -> widget, from the dynamic property SlicerParameterName of the .ui.
+
+        Bound through connectParametersToGui, which returns a tag on every supported Slicer (connectGui returns
+        none before 5.10, so its connectors could never be removed: on 5.4-5.8 each re-entry stacked another set,
+        whose reaction to the combo boxes being refilled reset Method, Rule, Axis and Device to their first item).
+        """
+        widgets = {}
+        for widget in self._uiWidget.findChildren(qt.QWidget):
+            name = widget.property("SlicerParameterName")
+            if name:
+                widgets[str(name)] = widget
+        missing = set(medfusion_logic.PARAMETER_NAMES) - set(widgets)
+        if missing:
+            logging.error("MedFusion: no widget for parameter(s) %s", ", ".join(sorted(missing)))
+        return widgets
+
     def _setMethodItemToolTips(self) -> None:
-        """Each method of the combo box names its paper in a tooltip (items are filled by connectGui)."""
+        """Each method of the combo box names its paper in a tooltip (items are filled when binding)."""
         for index in range(self.ui.methodComboBox.count):
             method = list(FusionMethod)[index]
             info = REGISTRY.get(method.name)
@@ -200,12 +248,14 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         unavailable = _("Not an option of {method}.").format(method=info.title)
         self.ui.fusionRuleComboBox.toolTip = _("How the network merges the features of the two sources.") \
             if hasRule else unavailable
-        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off).") \
+        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off, "
+                                                     "the default; the paper's setting is 1).") \
             if hasStrength else unavailable
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
+        self.ui.edgeDetailSliderWidget.enabled = node.showEdges and not self._running
         if self._running:
             self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the fusion before its next batch of slices; nothing is added.")
+            self.ui.applyButton.toolTip = _("Stop the fusion now; nothing is added to the scene.")
             self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.text = _("Apply")
@@ -220,133 +270,180 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ dependencies --------------------------
     def _ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension (it picks the CUDA build); OpenCV and PyWavelets with pip."""
+        """torch through the PyTorch extension, OpenCV and PyWavelets with pip; any failure is one dialog."""
         if self._dependenciesChecked:
             return True
         try:
+            self._dependenciesChecked = self._installTorch() and self._installPackages()
+        except Exception as error:  # PyTorchUtils or pip failed: offline, proxy, disk full, ...
+            logging.exception("MedFusion: installing its Python packages failed")
+            slicer.util.errorDisplay(
+                _("MedFusion could not install its Python packages ({error}); check the network connection, or "
+                  "install them offline as the README describes, then click Apply again.").format(
+                    error=type(error).__name__), detailedText=str(error))
+            return False
+        return self._dependenciesChecked
+
+    def _installTorch(self) -> bool:
+        problems = slicer_setup.check([slicer_setup.torch_requirement()])  # finds torch without importing it
+        if not problems:
+            return True
+        if problems[0].installed is not None:
+            slicer.util.errorDisplay(_(
+                "MedFusion needs PyTorch {minimum} or later but {found} is installed; uninstall it in the PyTorch "
+                "Utils module, restart Slicer and click Apply again.").format(
+                    minimum=slicer_setup.TORCH_MINIMUM, found=problems[0].installed))
+            return False
+        try:
             import PyTorchUtils
         except ModuleNotFoundError:
-            slicer.util.errorDisplay(_("MedFusion needs the PyTorch extension. Install 'PyTorch' from the "
+            slicer.util.errorDisplay(_("MedFusion needs the PyTorch extension: install 'PyTorch' from the "
                                        "Extensions Manager, restart Slicer, then click Apply again."))
             return False
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            torch = torchLogic.installTorch(askConfirmation=True)
-            if torch is None:
-                slicer.util.errorDisplay(_("MedFusion needs PyTorch. Install it when asked, or with the "
-                                           "'PyTorch Utils' module, then click Apply again."))
-                return False
-        requirements = self.resourcePath("requirements.txt")
-        try:
-            import slicer.packaging as packaging  # Slicer >= 5.11
-        except ImportError:
-            packaging = None
-        try:
-            if packaging is not None and hasattr(packaging, "pip_ensure"):
-                # Checks, asks, installs with progress, offers a restart when needed; raises if declined.
-                packaging.pip_ensure(packaging.load_requirements(requirements), requester="MedFusion")
-            else:
-                missing = self._missingRequirements(requirements)
-                if missing:
-                    if not slicer.util.confirmOkCancelDisplay(
-                            _("MedFusion needs these Python packages: {packages}. Install them now?").format(
-                                packages=", ".join(missing)), _("MedFusion dependencies")):
-                        return False
-                    with slicer.util.WaitCursor():
-                        slicer.util.pip_install(" ".join(missing))
-        except RuntimeError:  # pip_ensure: the user declined the installation
-            slicer.util.errorDisplay(_("MedFusion cannot run without OpenCV and PyWavelets."))
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=True, torchVersionRequirement=f">={slicer_setup.TORCH_MINIMUM}")
+        if torch is None:
+            slicer.util.errorDisplay(_("MedFusion needs PyTorch: install it when asked, or with the "
+                                       "'PyTorch Utils' module, then click Apply again."))
             return False
-        except Exception as error:  # e.g. pip failed (offline machine)
-            logging.exception("MedFusion: installing Python packages failed")
-            slicer.util.errorDisplay(_("Installing MedFusion's Python packages failed: {error}").format(error=error))
-            return False
-        self._dependenciesChecked = True
         return True
 
-    @staticmethod
-    def _missingRequirements(path):
-        import importlib.metadata
-        import re
+    def _installPackages(self) -> bool:
+        import os
+        import shlex
+        import tempfile
 
-        missing = []
-        with open(path) as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if not line or line.startswith("-"):
-                    continue
-                name = re.split(r"[<>=!~;\[ ]", line, 1)[0]
-                try:
-                    importlib.metadata.version(name)
-                except importlib.metadata.PackageNotFoundError:
-                    missing.append(line)
-        return missing
+        import numpy
+
+        requirements = slicer_setup.load_requirements(self.resourcePath("requirements.txt"))
+        problems = slicer_setup.check(requirements)
+        if not problems:
+            return True
+        descriptions = ", ".join(p.describe() for p in problems)
+        handle, constraints = tempfile.mkstemp(prefix="MedFusion-constraints-", suffix=".txt")
+        with os.fdopen(handle, "w") as f:
+            f.write(slicer_setup.numpy_constraint(numpy.__version__))  # Slicer's numpy stays as it is
+        try:
+            try:
+                import slicer.packaging as packaging  # Slicer >= 5.12
+            except ImportError:
+                packaging = None
+            specs = [p.requirement.pip_spec(numpy.__version__) for p in problems]
+            if packaging is not None and hasattr(packaging, "pip_ensure"):
+                try:  # checks, asks, installs with progress, offers a restart when needed; raises if declined
+                    try:
+                        packaging.pip_ensure(specs, requester="MedFusion", constraints=constraints)
+                    except TypeError:  # a pip_ensure without constraints: pin numpy as a requirement instead
+                        packaging.pip_ensure(specs + [f"numpy=={numpy.__version__}"], requester="MedFusion")
+                except RuntimeError:
+                    slicer.util.errorDisplay(_("MedFusion cannot run without {packages}.").format(
+                        packages=descriptions))
+                    return False
+            else:
+                if not slicer.util.confirmOkCancelDisplay(
+                        _("MedFusion needs these Python packages: {packages}. Install them now?").format(
+                            packages=descriptions), _("MedFusion dependencies")):
+                    return False
+                arguments = slicer_setup.pip_arguments(problems, numpy.__version__, constraints)
+                with slicer.util.WaitCursor():  # one quoted string: what pip_install accepts on every version
+                    slicer.util.pip_install(" ".join(shlex.quote(a) for a in arguments))
+        finally:
+            os.remove(constraints)
+        still = slicer_setup.check(requirements)
+        if still:
+            slicer.util.errorDisplay(_("MedFusion installed {packages} but cannot import them yet; restart Slicer "
+                                       "and click Apply again.").format(
+                packages=", ".join(p.requirement.pip_name for p in still)))
+            return False
+        return True
 
     # ------------------------------------------------------------------ Apply / Cancel ------------------------
     def onApplyButton(self) -> None:
         if self._running:
-            self._cancelRequested = True
-            self.ui.applyButton.enabled = False
-            self.ui.statusLabel.text = _("Cancelling...")
+            self._stopJob()
+            self.ui.statusLabel.text = _("Cancelled: nothing was added to the scene.")
             return
         if not self._ensureDependencies():
             return
-        self._running = True
-        self._cancelRequested = False
-        self.ui.progressBar.value = 0
-        self.ui.progressBar.show()
-        self.ui.statusLabel.text = _("Fusing...")
-        self._updateGUI()
-        output = None
-        try:  # no wait cursor: the Cancel button stays clickable, the progress bar shows that work goes on
-            output = self.logic.processParameterNode(
-                self._parameterNode.parameterNode, progress=self._onProgress, cancel=self._isCancelRequested)
-        except Cancelled:
-            self.ui.statusLabel.text = _("Cancelled: nothing was added to the scene.")
-        except MedFusionError as error:
+        try:
+            self._job = self.logic.startParameterNode(self._parameterNode.parameterNode)
+        except MedFusionError as error:  # bad input, found before any work
             self.ui.statusLabel.text = _("Failed.")
             slicer.util.errorDisplay(str(error))
+            return
         except Exception as error:
-            logging.exception("MedFusion failed")
-            self.ui.statusLabel.text = _("Failed.")
-            slicer.util.errorDisplay(_("Fusion failed: {error}").format(error=error),
+            logging.exception("MedFusion could not start")
+            slicer.util.errorDisplay(_("MedFusion could not start the fusion ({error}).").format(error=error),
                                      detailedText=_("See the Python console for details."))
-        finally:
-            self._running = False
-            self.ui.progressBar.hide()
-            self._updateGUI()
-        if output is not None:
-            self._lastOutput = output
+            return
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.show()
+        self.ui.statusLabel.text = self._job.phase
+        self._updateGUI()
+        self._pollTimer.start()
+
+    def _onPollTimer(self) -> None:
+        job = self._job
+        if job is None:
+            self._pollTimer.stop()
+            return
+        try:
+            running = job.poll()  # quick; the poll that sees the result adds it to the scene (this thread)
+        except Exception as error:  # a bug: stop the job rather than repeat the failure at every tick
+            logging.exception("MedFusion: polling the fusion process failed")
+            job.cancel()
+            self._onJobEnded(job)
+            slicer.util.errorDisplay(_("The fusion stopped because of an internal error ({error}); nothing was "
+                                       "added to the scene.").format(error=type(error).__name__))
+            return
+        self.ui.progressBar.value = int(round(100 * job.fraction))
+        self.ui.statusLabel.text = job.phase
+        if not running:
+            self._onJobEnded(job)
+
+    def _stopJob(self) -> None:
+        """Cancel a running job (kills the worker; the scene is untouched) and reset the GUI."""
+        job = self._job
+        if job is not None:
+            job.cancel()
+            self._onJobEnded(job)
+
+    def _onJobEnded(self, job) -> None:
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        self._job = None
+        self.ui.progressBar.hide()
+        self._updateGUI()
+        if job.state == DONE:
+            output = job.result
             self.ui.statusLabel.text = output.summary()
             for warning in output.warnings:
                 logging.warning(warning)
             if output.warnings:
                 self.ui.statusLabel.text += "\n" + "\n".join(output.warnings)
             self.showResult(output)
-
-    def _onProgress(self, done: int, total: int) -> None:
-        self.ui.progressBar.maximum = max(total, 1)
-        self.ui.progressBar.value = done
-        slicer.app.processEvents()  # repaint, and see a click on Cancel (MRML stays on this thread)
-
-    def _isCancelRequested(self) -> bool:
-        slicer.app.processEvents()
-        return self._cancelRequested
+        elif job.state == CANCELLED:
+            self.ui.statusLabel.text = _("Cancelled: nothing was added to the scene.")
+        else:
+            self.ui.statusLabel.text = _("Failed.")
+            slicer.util.errorDisplay(str(job.error))
 
     # ------------------------------------------------------------------ display and comparison ---------------
     def showResult(self, output) -> None:
         """Fused volume as background, edges as outlines, input A as a transparent foreground to fade in."""
+        self._resultVolumeID = output.volume.GetID()
         self.ui.compareInputComboBox.currentIndex = 0
         self.ui.compareOpacitySliderWidget.value = 0.0
-        slicer.util.setSliceViewerLayers(background=output.volume, foreground=self._parameterNode.inputVolumeA,
-                                         foregroundOpacity=0.0, fit=True)
+        inputA = self._parameterNode.inputVolumeA if self._parameterNode else None
+        slicer.util.setSliceViewerLayers(background=output.volume, foreground=inputA, foregroundOpacity=0.0,
+                                         fit=True)
         if output.edges is not None:
             output.edges.SetDisplayVisibility(True)
 
     def onCompareChanged(self, *args) -> None:
         """Fade the chosen input over the fused volume (0 = fused only, 1 = input only)."""
         node = self._parameterNode
-        if node is None or self._lastOutput is None:
+        if node is None or self._resultVolumeID is None or slicer.mrmlScene.GetNodeByID(self._resultVolumeID) is None:
             return
         chosen = node.inputVolumeA if self.ui.compareInputComboBox.currentIndex == 0 else node.inputVolumeB
         slicer.util.setSliceViewerLayers(foreground=chosen, foregroundOpacity=self.ui.compareOpacitySliderWidget.value)
@@ -380,6 +477,11 @@ class MedFusionTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_ParameterNames()
+        missing = slicer_setup.self_test_missing()
+        if missing:  # e.g. a fresh build machine without torch: a skip with the reason, not a failure
+            logging.warning(missing)
+            self.delayDisplay(missing)
+            self.skipTest(missing)
         self.setUp()
         self.test_FusePhantom()
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedFusionLib import edges as edge_maps
 from MedFusionLib.engine import fuse_volumes
 from MedFusionLib.errors import Cancelled, InputError
 from MedFusionLib.phantom import make_head_phantom
@@ -110,12 +109,16 @@ def test_api_bad_inputs(phantom, make, message):
 
 
 def test_edge_labels_follow_the_sources():
-    """A square in A and a disc in B: their outlines carry labels 1 and 2, crossings 3."""
+    """A square in A and a disc in B: their outlines carry labels 1 and 2, crossings 3.
+
+    Fixed thresholds: the automatic ones outline a share of each source's foreground (3%), less than a disc
+    this small is outline (14%), so they would keep only its strongest arcs."""
     yy, xx = np.mgrid[:64, :64]
     a = np.zeros((64, 64), np.float32)
     a[16:48, 16:48] = 0.8
     b = ((yy - 32) ** 2 + (xx - 40) ** 2 < 14 ** 2).astype(np.float32) * 0.6
-    result = fuse_volumes(sitk.GetImageFromArray(a), sitk.GetImageFromArray(b), method="max")
+    result = fuse_volumes(sitk.GetImageFromArray(a), sitk.GetImageFromArray(b), method="max",
+                          edge_thresholds=(0.02, 0.05))
     labels = sitk.GetArrayFromImage(result.edges)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
     assert labels[32, 15:18].max() in (1, 3)  # left side of the square
@@ -123,14 +126,14 @@ def test_edge_labels_follow_the_sources():
     assert labels[5, 5] == 0 and labels[32, 40] == 0  # far from any boundary
 
 
-def test_given_thresholds_control_the_edges():
-    rng = np.random.default_rng(0)
-    slices = np.clip(0.5 + 0.2 * rng.standard_normal((2, 64, 64)), 0, 1).astype(np.float32)
-    loose = edge_maps.canny(slices, (5.0, 10.0)).sum()
-    strict = edge_maps.canny(slices, (400.0, 800.0)).sum()
-    assert loose > strict
+def test_given_thresholds_control_the_edges(stroke_dir):
+    """Thresholds are now those of the 3D overlay: normalised intensity per mm of the smoothed source."""
+    t1, t2 = (sitk.ReadImage(str(stroke_dir / f"{n}.nii.gz"))[:, :, 60:76] for n in ("T1", "T2"))
+    loose = sitk.GetArrayFromImage(fuse_volumes(t1, t2, edge_thresholds=(0.01, 0.02)).edges) > 0
+    strict = sitk.GetArrayFromImage(fuse_volumes(t1, t2, edge_thresholds=(0.08, 0.16)).edges) > 0
+    assert loose.sum() > 2 * strict.sum() > 0
     with pytest.raises(InputError):
-        fuse_volumes(sitk.GetImageFromArray(slices), sitk.GetImageFromArray(slices), edge_thresholds=(5, 1))
+        fuse_volumes(t1, t2, edge_thresholds=(5, 1))
 
 
 def test_field_of_view_border_is_not_an_edge_of_b(sts):

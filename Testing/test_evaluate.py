@@ -175,10 +175,10 @@ def test_a_chart_per_metric_and_a_montage_in_colour(main_run):
         assert image.shape[0] >= 200 and image.shape[1] >= 300
         assert 5_000 < path.stat().st_size < 300_000
     montage = read_png(main_run["out"] / "montage.png")
-    assert montage.shape[0] >= 3 * 100 and montage.shape[1] >= (2 + len(METHODS)) * 100  # 3 rows, 5 columns
+    assert montage.shape[0] >= 3 * 256 and montage.shape[1] >= (2 + len(METHODS)) * 256  # 3 rows, 5 columns
     bgr = montage[..., :3].astype(int)
     assert np.count_nonzero(np.ptp(bgr, axis=2) > 60) > 1000  # the PET/SPECT tiles are in colour
-    assert (main_run["out"] / "montage.png").stat().st_size < 300_000
+    assert (main_run["out"] / "montage.png").stat().st_size < 2_000_000
 
 
 def test_save_fused_writes_8_bit_pngs_in_colour_for_colour_pairs(main_run, harvard_dir):

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedFusionLib.engine import fuse_volumes
-from MedFusionLib.errors import InputError
+from MedFusionLib.errors import InputError, WriteError
 from MedFusionLib.volume_io import check_output_path, read_volume, write_volume
 
 
@@ -114,6 +114,6 @@ def test_output_path_checks(tmp_path, name, message):
 def test_failed_write_leaves_nothing(tmp_path):
     """A writer failure (BMP cannot hold 5 channels) is a clear error and leaves no file behind."""
     image = sitk.GetImageFromArray(np.zeros((4, 4, 5), np.uint8), isVector=True)
-    with pytest.raises(InputError, match="Could not write"):
+    with pytest.raises(WriteError, match="Could not write"):
         write_volume(image, tmp_path / "x.bmp")
     assert list(tmp_path.iterdir()) == []

@@ -14,10 +14,11 @@ import torch
 
 from conftest import harvard_pair
 from weights_checks import assert_bad_weights_raise
-from MedFusionLib import data_split, training, weights_store
+from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
 from MedFusionLib.metrics import qabf
-from MedFusionLib.training_medfusionnet import loss_terms, ssim
+from MedFusionTraining import training
+from MedFusionTraining.medfusionnet import loss_terms, ssim
 
 
 def _batch(*arrays) -> torch.Tensor:

@@ -359,7 +359,11 @@ def test_rgb_input_gives_a_vector_volume(mrml, pet_mri):
     assert rgb.dtype == np.uint8 and rgb.shape == voxel_array(mri).shape + (3,)
     assert np.any(rgb[..., 0] != rgb[..., 2])  # colour kept
     _assert_reference_geometry(output, mri)
-    assert volume.GetDisplayNode().IsA("vtkMRMLVectorVolumeDisplayNode")
+    display = volume.GetDisplayNode()
+    assert display.IsA("vtkMRMLVectorVolumeDisplayNode")
+    # Colours as they are (0..255 shown as 0..255, not stretched to the slice's range), tagged as colour.
+    assert not display.GetAutoWindowLevel() and (display.GetWindow(), display.GetLevel()) == (255.0, 127.5)
+    assert volume.GetVoxelVectorType() == slicer.vtkMRMLVolumeNode.VoxelVectorTypeColorRGB
     # The colour source may also be the reference.
     reverse = MedFusionLogic().process(pet, mri, **FAST)
     assert reverse.volume.IsA("vtkMRMLVectorVolumeNode")
@@ -386,8 +390,9 @@ def test_parameter_node_round_trips_through_scene_save_and_load(mrml, stroke, tm
     assert all(node.HasParameter(name) for name in PARAMETER_NAMES)
     output = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "fused here")
     values = dict(inputVolumeA=t1, inputVolumeB=t2, method="max", fusionRule="softmax", edgeStrength=0.25,
-                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", device="cpu",
-                  showEdges=False, outputVolume=output, outputEdges=None)
+                  axis="sagittal", presetA="mr:1:99", presetB="manual:0:300", colourB="PET-Heat", colourMode="ycbcr",
+                  device="cpu", showEdges=False, edgeDetail=0.8, checkRegistration=False, outputVolume=output,
+                  outputEdges=None)
     assert set(values) == set(PARAMETER_NAMES)
     logic.setParameters(node, **values)
     # Stored as the widget's parameterNodeWrapper stores them.
@@ -443,6 +448,22 @@ def test_unusable_saved_values_fall_back_to_defaults(mrml):
     assert values["presetA"] == "ct:soft"  # valid values are kept
 
 
+def test_a_saved_edge_strength_outside_the_slider_is_clamped_as_the_slider_shows_it(mrml, stroke):
+    t1, t2 = stroke
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    low, high = PARAMETERS[PARAMETER_NAMES.index("edgeStrength")].limits
+    node.SetParameter("edgeStrength", str(high + 3.0))  # e.g. a scene written by a script
+    assert logic.readParameters(node)["edgeStrength"] == high  # what runs is what the slider shows
+    logic.setDefaultParameters(node)  # what the widget does before binding: the saved value itself is fixed
+    assert float(node.GetParameter("edgeStrength")) == high
+    logic.setParameters(node, edgeStrength=low - 1.0)
+    assert float(node.GetParameter("edgeStrength")) == low
+    logic.setParameters(node, inputVolumeA=t1, inputVolumeB=t2, method="mfenet")
+    assert logic.optionsFromParameters(node)["edgeStrength"] == low
+
+
 def test_rule_and_strength_go_only_to_methods_that_declare_them():
     for info in REGISTRY.infos():
         options = method_options_for(info.name, "add", 0.5)
@@ -457,7 +478,7 @@ def test_rule_and_strength_go_only_to_methods_that_declare_them():
 
 def test_module_self_test_passes_on_slicer_core(mrml):
     outcome = run_self_test(mrml.scene, device="cpu", log=lambda message: None)
-    assert outcome["laplacian"] == "passed"
+    assert outcome["laplacian"] == "passed" and outcome["worker"] == "passed"
     if "mfenet" in REGISTRY.names():
         assert outcome["mfenet"] == "passed"
     else:
@@ -530,6 +551,20 @@ def test_colour_node_by_name_and_bad_choices(mrml, ct_pet):
     assert mrml.node_ids() == ids_before
 
 
+def test_colour_mode_follows_the_colour_node_and_can_be_forced(mrml, ct_pet):
+    ct, pet, _ = ct_pet
+    logic = MedFusionLogic()
+    heat = logic.process(ct, pet, colourB="PET-Heat", presetB="pet", **FAST)
+    assert heat.result.colour_mode == "overlay"  # PET-Heat: brightness encodes uptake
+    # Slicer's PET-Rainbow runs black - orange - yellow - white (brightness encodes uptake); PET-Rainbow2 is a
+    # true rainbow (hue encodes uptake).
+    assert logic.process(ct, pet, colourB="PET-Rainbow", presetB="pet", **FAST).result.colour_mode == "overlay"
+    rainbow = logic.process(ct, pet, colourB="PET-Rainbow2", presetB="pet", **FAST)
+    assert rainbow.result.colour_mode == "ycbcr"
+    forced = logic.process(ct, pet, colourB="PET-Heat", presetB="pet", colourMode="ycbcr", **FAST)
+    assert forced.result.colour_mode == "ycbcr"
+
+
 def mrml_path(node):
     return node.GetStorageNode().GetFileName()
 
@@ -554,3 +589,37 @@ def test_fusion_rule_and_edge_strength_reach_mfenet(mrml, stroke):
                             edgeStrength=2.0)
     without = logic.process(a, b, method="average", device="cpu", edges=False)
     np.testing.assert_array_equal(voxel_array(ignored.volume), voxel_array(without.volume))
+
+
+def test_registration_check_sees_the_scene_transform(mrml, stroke):
+    """B under a 6 mm translation (a parent transform, as after a wrong registration) is reported."""
+    t1, t2 = stroke
+    t2.SetAndObserveTransformNodeID(_translation(mrml.scene, (4.0, -3.0, 3.5)).GetID())
+    output = MedFusionLogic().process(t1, t2, edges=False, **FAST)
+    assert abs(output.result.registration_offset_mm - np.linalg.norm((4.0, -3.0, 3.5))) <= 1.5
+    assert any("seems shifted" in w and "General Registration (BRAINS)" in w for w in output.warnings)
+    quiet = MedFusionLogic().process(t1, t2, edges=False, checkRegistration=False, **FAST)
+    assert quiet.result.registration_offset_mm is None
+    assert not any("seems shifted" in w for w in quiet.warnings)
+
+
+def test_edge_detail_parameter_matches_the_engine():
+    from MedFusionLib import edge_overlay
+    from MedFusionLib.logic import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE
+
+    assert EDGE_DETAIL_RANGE == edge_overlay.DETAIL_RANGE and EDGE_DETAIL_DEFAULT == edge_overlay.DEFAULT_DETAIL
+
+
+def test_edge_detail_parameter_reaches_the_overlay(mrml, stroke):
+    """The widget's Edge detail slider (parameter edgeDetail) asks the engine for fewer or more edges."""
+    t1, t2 = stroke
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    counts = []
+    for detail in (0.0, 1.0):
+        logic.setParameters(node, inputVolumeA=t1, inputVolumeB=t2, method="average", device="cpu",
+                            edgeDetail=detail, checkRegistration=False)
+        output = logic.processParameterNode(node)
+        counts.append(np.count_nonzero(sitk.GetArrayFromImage(output.result.edges)))
+    assert counts[1] > 2 * counts[0] > 0

@@ -69,10 +69,9 @@ def fuse_all(method: str, pairs, batch: int = 8):
 
     from MedFusionLib import data_split
     from MedFusionLib.methods import REGISTRY
-    from MedFusionLib.methods.registry import parse_option
+    from MedFusionLib.methods.registry import parse_method_spec
 
-    name, _, opts = method.partition("[")
-    options = dict(parse_option(o) for o in opts.rstrip("]").split(",") if o) if opts else {}
+    name, options = parse_method_spec(method, REGISTRY)
     fuse = REGISTRY.get(name).build(torch.device("cpu"), **options)
     out, seconds = [], 0.0
     for start in range(0, len(pairs), batch):

@@ -8,7 +8,8 @@ Public API (imported lazily, so ``import MedFusionLib`` stays cheap and torch lo
 """
 import logging
 
-from .errors import Cancelled, InputError, MedFusionError, WeightsError
+from .errors import (Cancelled, InputError, MedFusionError, MethodOutputError, ResourceError, WeightsError,
+                     WriteError)
 
 # A library leaves log output to the application (CLI, Slicer); see logging HOWTO "Configuring logging for a library".
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -32,4 +33,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'MedFusionLib' has no attribute {name!r}")
 
 
-__all__ = ["Cancelled", "InputError", "MedFusionError", "WeightsError", *_LAZY]
+__all__ = ["Cancelled", "InputError", "MedFusionError", "MethodOutputError", "ResourceError", "WeightsError",
+           "WriteError", *_LAZY]

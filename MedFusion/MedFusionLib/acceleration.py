@@ -4,7 +4,8 @@ Precision policy (``precision="auto"``, the default everywhere):
 
 * CUDA: float16 autocast for the networks that pass the accuracy guard in that precision.
 * CPU with native bfloat16 (AMX or AVX-512 BF16, detected at run time from torch's CPU capabilities, never
-  assumed): bfloat16 autocast for the networks that pass the guard in bfloat16.
+  assumed, and not capped below AVX-512 BF16 by ATEN_CPU_CAPABILITY or ONEDNN_MAX_CPU_ISA): bfloat16 autocast
+  for the networks that pass the guard in bfloat16.
 * Any other CPU (e.g. AVX2 only, like the development machine): float32. Without native bf16 instructions
   torch emulates bf16 arithmetic and it runs slower than float32, not faster.
 
@@ -19,6 +20,7 @@ MFEnet's convolutions faster (see scripts/benchmark.py), and it is what CUDA ten
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -39,10 +41,37 @@ def cpu_capabilities() -> dict:
         return {}
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU executes bf16 matrix maths natively (AMX-BF16 or AVX-512 BF16)."""
+# oneDNN ISA levels (ONEDNN_MAX_CPU_ISA) at which its kernels run bf16 natively; ALL / DEFAULT mean "no cap".
+_ONEDNN_BF16_ISAS = {"AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+                     "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL",
+                     "DEFAULT"}
+
+
+def kernel_isa() -> dict:
+    """What torch's CPU kernels will really use: ATen's dispatch level (capped by ATEN_CPU_CAPABILITY) and
+    oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA, or its old name DNNL_MAX_CPU_ISA; unset = the best the CPU has)."""
+    import torch
+
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    return {"aten": torch.backends.cpu.get_cpu_capability(), "onednn_max": onednn.strip().upper()}
+
+
+def native_bf16_blocker() -> Optional[str]:
+    """None where bf16 runs natively on this CPU, else why not (hardware, or an ISA cap set in the environment)."""
     caps = cpu_capabilities()
-    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    if not (caps.get("amx_bf16") or caps.get("avx512_bf16")):
+        return "this CPU has no native bf16: no AMX / AVX-512 BF16"
+    isa = kernel_isa()
+    if not isa["aten"].upper().startswith("AVX512"):
+        return f"torch's kernels are capped at {isa['aten']} (ATEN_CPU_CAPABILITY), so bf16 would be emulated"
+    if isa["onednn_max"] not in _ONEDNN_BF16_ISAS:
+        return f"oneDNN is capped at {isa['onednn_max']} (ONEDNN_MAX_CPU_ISA), so bf16 would be emulated"
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where torch's kernels execute bf16 matrix maths natively (AMX-BF16 or AVX-512 BF16, not capped)."""
+    return native_bf16_blocker() is None
 
 
 def _dtype(name: str):
@@ -70,20 +99,21 @@ def plan_precision(precision: str, device, kind: str, allowed=()) -> Plan:
         return Plan("fp32", "classic methods run in float32")
     if key != "auto":
         if key == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            return Plan("bf16", "bf16 requested; this CPU has no native bf16 (emulated, expect it to be slower)")
+            return Plan("bf16", f"bf16 requested; {native_bf16_blocker()} (emulated, expect it to be slower)")
         return Plan(key, f"{key} requested")
     if device.type == "cuda":
         if "fp16" in allowed:
             return Plan("fp16", "auto: float16 on CUDA (within the accuracy guard for this method)")
         return Plan("fp32", "auto: float32 (float16 is outside the accuracy guard for this method)")
-    if not cpu_has_native_bf16():
-        return Plan("fp32", "auto: float32 (this CPU has no native bf16: no AMX / AVX-512 BF16)")
+    blocker = native_bf16_blocker()
+    if blocker:
+        return Plan("fp32", f"auto: float32 ({blocker})")
     if "bf16" in allowed:
         return Plan("bf16", "auto: bfloat16 (native on this CPU, within the accuracy guard for this method)")
     return Plan("fp32", "auto: float32 (bfloat16 is outside the accuracy guard for this method)")
 
 
-def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False) -> Callable:
+def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False, model=None) -> Callable:
     """Wrap a network's ``fuse(a, b)``: channels-last inputs and weights, autocast to ``plan``, float32 out.
 
     ``compile=True`` tries torch.compile; if compiling or a compiled call fails (no C++ compiler, an
@@ -91,7 +121,7 @@ def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False) -> Cal
     """
     import torch
 
-    model = getattr(fuse, "model", None)
+    model = model if model is not None else getattr(fuse, "model", None)
     if model is not None:
         model.to(memory_format=torch.channels_last)
     dtype = plan.dtype

@@ -1,4 +1,4 @@
-"""The ``medfusion`` command line: fuse, evaluate, batch (in batch/cli.py), methods, demo.
+"""The ``medfusion`` command line: fuse, evaluate, batch (in batch/cli.py), methods, demo, doctor (and --version).
 
 Errors a user can fix print one sentence on stderr and exit with status 2; no partial output file remains.
 """
@@ -6,25 +6,28 @@ from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads sleep instead of spinning. With spinning, torch ran 20x slower (34 s vs 1.5 s, GFF on
-# sts_001) whenever another process was busy on the same cores. Must be set before torch loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .openmp import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # before torch loads OpenMP (openmp.py says why)
 
 import argparse  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
-from . import __version__  # noqa: E402
 from .acceleration import PRECISIONS  # noqa: E402
 from .batch.cli import add_parser as add_batch_parser  # noqa: E402
+from .doctor import VersionAction, run as run_doctor  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
+from .functional_colour import COLOUR_MODES  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
-from .methods.registry import parse_option  # noqa: E402
+from .methods.registry import parse_options  # noqa: E402
 
 EXIT_USAGE = 2
+DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
 EXIT_INTERRUPTED = 130
 
 
@@ -60,56 +63,64 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_outputs(outputs) -> None:
-    """Write (image, path) pairs; if one fails, remove the ones already written."""
-    from .volume_io import write_volume
+def _write_outputs(items) -> List[str]:
+    """Write (image or writer function, planned output) pairs all or nothing (safe_write.py); returns warnings."""
+    from .safe_write import write_all
 
-    written: List[Path] = []
-    try:
-        for image, path in outputs:
-            written.append(write_volume(image, path))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    return write_all(items)
 
 
 def cmd_fuse(args) -> int:
-    from .engine import fuse_volumes
-    from .volume_io import check_output_path, display_name, read_volume
+    import dataclasses
 
+    from .engine import fuse
+    from .output_plan import plan_outputs
+    from .settings import FusionSettings
+    from .volume_io import display_name, read_volume
+
+    # Every setting checked once, here, before any file is read (settings.py).
+    settings = FusionSettings.create(
+        method=args.method, method_options=parse_options(REGISTRY.get(args.method), args.option), axis=args.axis,
+        preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch,
+        edges=bool(args.edges), edge_thresholds=args.edge_thresholds, colormap_a=args.colormap_a,
+        colormap_b=args.colormap_b, colour_mode=args.colour_mode, precision=args.precision, compile=args.compile,
+        edge_detail=args.edge_detail, check_registration=not args.no_registration_check)
     warnings: List[str] = []
     if _same_file(args.a, args.b):
         _warn(f"'{args.a}' is given twice: the fused image is that image alone.")
     a = read_volume(args.a, warnings)
     b = read_volume(args.b, warnings)
-    check_output_path(args.output, a.GetDimension())
-    if args.edges:
-        check_output_path(args.edges, a.GetDimension())
-        if Path(args.edges).resolve() == Path(args.output).resolve():
-            raise InputError("The fused output and the edge output must be different files.")
-    options = dict(parse_option(o) for o in args.option)
+    # Every output against the inputs, each other and its formats, before any work (output_plan.py).
+    planned = {p.role: p for p in plan_outputs([("fused", args.output), ("edges", args.edges),
+                                                ("preview", args.preview)], [args.a, args.b], a.GetDimension())}
     name_a, name_b = display_name(args.a), display_name(args.b)
+    if name_a == name_b:  # e.g. MRI/41030.png and PET/41030.png: say which is which by their folders
+        name_a, name_b = (f"{Path(p).resolve().parent.name}/{n}" for p, n in ((args.a, name_a), (args.b, name_b)))
+    preview_slices = None
+    if args.preview:
+        from .preview import check_slices, parse_slices
+
+        preview_slices = parse_slices(args.preview_slice)
+        check_slices(a, preview_slices)
     bar = _ProgressBar(not args.quiet, "fusing")
     try:
-        result = fuse_volumes(a, b, method=args.method, axis=args.axis, preset_a=args.preset_a,
-                              preset_b=args.preset_b, device=args.device, batch_size=args.batch,
-                              edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
-                              method_options=options, progress=bar, name_a=name_a, name_b=name_b,
-                              colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              precision=args.precision, compile=args.compile)
+        result = fuse(a, b, dataclasses.replace(settings, name_a=name_a, name_b=name_b), progress=bar)
     finally:
         bar.close()
-    outputs = [(result.fused, args.output)] + ([(result.edges, args.edges)] if args.edges else [])
-    _write_outputs(outputs)
+    items = [(result.fused, planned["fused"])] + ([(result.edges, planned["edges"])] if args.edges else [])
     if args.preview:
         from .preview import save_preview
 
-        save_preview(a, b, result, args.preview, titles=(name_a, name_b), colormap_b=args.colormap_b)
-    for message in warnings + result.warnings:
+        items.append((lambda path: save_preview(a, b, result, path, titles=(name_a, name_b),
+                                                colormap_b=args.colormap_b, slices=preview_slices),
+                      planned["preview"]))
+    written_warnings = _write_outputs(items)
+    for message in warnings + result.warnings + written_warnings:
         _warn(message)
-    written = " + ".join(str(p) for _, p in outputs)
-    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}")
+    written = " + ".join(str(p.path) for _, p in items)
+    checked = "" if result.registration_offset_mm is None else \
+        f" (registration check: '{name_b}' about {result.registration_offset_mm:.1f} mm from '{name_a}')"
+    print(f"medfusion: {name_a} + {name_b}: {result.summary()} -> {written}{checked}")
     return 0
 
 
@@ -118,8 +129,8 @@ def cmd_methods(args) -> int:
         default = " (default)" if info.name == DEFAULT_METHOD else ""
         print(f"{info.name:<12} {info.title}{default} [{info.kind}]: {info.summary}")
         print(f"{'':<12} Reference: {info.reference}")
-        for option, (value, text) in info.options.items():
-            print(f"{'':<12} --option {option}={value!r}: {text}")
+        for name, option in info.options.items():
+            print(f"{'':<12} --option {name}={option.default!r} ({option.describe()}): {option.help}")
     return 0
 
 
@@ -128,35 +139,45 @@ def cmd_demo(args) -> int:
     from .phantom import make_head_phantom
     from .preview import save_preview
 
+    from .output_plan import plan_outputs
+
+    if not (0.05 <= args.scale <= 4.0):  # written this way, nan fails too
+        raise InputError(f"--scale must be between 0.05 and 4, not {args.scale:g}.")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise InputError(f"Output folder '{out}' is not writable.")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder (created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"Cannot create the output folder '{out}' ({error.strerror or error}).") from None
+    names = {"ct": "phantom_ct.nrrd", "mr": "phantom_mr.nrrd", "fused": "fused.nrrd", "edges": "edges.nrrd",
+             "preview": "preview.png"}
+    planned = plan_outputs([({"ct": "volume", "mr": "volume"}.get(k, k), out / n) for k, n in names.items()])
+    planned = dict(zip(names, planned))
     started = time.perf_counter()
     print(f"medfusion demo: generating the head phantom (CT and MR on different grids) in {out}/ ...")
     phantom = make_head_phantom(modalities=("ct", "mr"), scale=args.scale)
     bar = _ProgressBar(True, "fusing")
     try:
-        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a="ct", preset_b="mr",
-                              device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
+        result = fuse_volumes(phantom["ct"], phantom["mr"], method=args.method, preset_a=DEMO_CT_WINDOW,
+                              preset_b="mr", device=args.device, edges=True, progress=bar, name_a="CT", name_b="MR")
     finally:
         bar.close()
-    paths = {"ct": out / "phantom_ct.nrrd", "mr": out / "phantom_mr.nrrd",
-             "fused": out / "fused.nrrd", "edges": out / "edges.nrrd"}
-    _write_outputs([(phantom["ct"], paths["ct"]), (phantom["mr"], paths["mr"]),
-                    (result.fused, paths["fused"]), (result.edges, paths["edges"])])
-    preview = save_preview(phantom["ct"], phantom["mr"], result, out / "preview.png", titles=("CT", "MR"))
-    for message in result.warnings:
+    images = {"ct": phantom["ct"], "mr": phantom["mr"], "fused": result.fused, "edges": result.edges,
+              "preview": lambda path: save_preview(phantom["ct"], phantom["mr"], result, path, titles=("CT", "MR"))}
+    written_warnings = _write_outputs([(images[name], planned[name]) for name in names])
+    for message in result.warnings + written_warnings:
         _warn(message)
-    print(f"medfusion demo: CT + MR: {result.summary()}")
-    for name, path in {**paths, "preview": preview}.items():
-        print(f"  {name:<8} {path}")
+    print(f"medfusion demo: CT + MR: {result.summary()}; windows: CT {result.windows['A'].how}, "
+          f"MR {result.windows['B'].how}")
+    for name in names:
+        print(f"  {name:<8} {planned[name].path}")
     print(f"medfusion demo: done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate, parse_list
+    from .evaluation import evaluate, parse_list, progress
 
     if args.threads is not None:
         import torch
@@ -169,8 +190,8 @@ def cmd_evaluate(args) -> int:
         metrics=parse_list(args.metrics, "metrics"), folders=parse_list(args.folders, "folders"),
         cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
         preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
-        save_fused=args.save_fused, say=lambda m: print(f"medfusion evaluate: {m}", flush=True), warn=_warn,
-        progress_bars=not args.quiet, command=_evaluate_command(args))
+        save_fused=args.save_fused, say=lambda m: progress.write(f"medfusion evaluate: {m}"), warn=_warn,
+        progress_bars=not args.quiet, protocol=args.protocol, command=_evaluate_command(args))
     for name, path in paths.items():
         print(f"  {name:<9} {path}")
     return 0
@@ -196,7 +217,8 @@ def _evaluate_command(args) -> str:
     words = ["medfusion", "evaluate"]
     words += [args.pairs_dir] if args.pairs_dir else []
     words += ["--volumes", *args.volumes] if args.volumes else []
-    for flag, value in (("--methods", args.methods), ("--metrics", args.metrics), ("--folders", args.folders),
+    for flag, value in (("--methods", args.methods), ("--metrics", args.metrics),
+                        ("--protocol", None if args.protocol == "medfusion" else args.protocol), ("--folders", args.folders),
                         ("--cases", args.cases), ("--split", args.split),
                         ("--every", args.every if args.every != 1 else None),
                         ("--limit", args.limit), ("--axis", args.axis if args.volumes else None),
@@ -228,7 +250,10 @@ def _add_evaluate_parser(sub) -> None:
     evaluate.add_argument("--out", required=True, help="output folder (created if missing)")
     evaluate.add_argument("--save-fused", action="store_true",
                           help="also write every fused image to OUT/fused/<method>/<pair>/<name>.png (8-bit)")
-    evaluate.add_argument("--metrics", help="comma-separated subset of the metrics (default all)")
+    evaluate.add_argument("--metrics", help="comma-separated subset of the protocol's metrics (default all)")
+    evaluate.add_argument("--protocol", default="medfusion", choices=("medfusion", "cddfuse"),
+                          help="scoring protocol: medfusion (our 17 metrics, default) or cddfuse (EN, SD, SF, MI, SCD, "
+                               "VIF, Qabf, SSIM as CDDFuse's scorer computes them, on 8-bit grey images)")
     evaluate.add_argument("--folders", help="comma-separated modality-pair folders to use (default all)")
     evaluate.add_argument("--cases", help="comma-separated case ids: the leading digits of a file name before its "
                                           "3-digit slice index (28013.png is case 28)")
@@ -255,7 +280,7 @@ def _add_evaluate_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medfusion", description="Fuse two co-registered medical volumes "
                                      "(CT, MR, PET, SPECT) with deep or classic methods.")
-    parser.add_argument("--version", action="version", version=f"medfusion {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     fuse = sub.add_parser("fuse", help="fuse B into A's geometry",
@@ -276,10 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--colormap-a", metavar="NAME", help="colour a scalar functional A (e.g. hot): it is fused "
                                                              "through YCbCr and the output is RGB")
     fuse.add_argument("--colormap-b", metavar="NAME", help="colour a scalar functional B, e.g. PET in SUV with hot")
-    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the Canny edge labelmap "
+    fuse.add_argument("--colour-mode", default="auto", choices=COLOUR_MODES,
+                      help="how the functional colour is shown: overlay (thresholded colour on the grey fusion; "
+                           "auto for luminance-encoded maps such as hot), ycbcr (fuse Y, keep the colour; auto for "
+                           "hue-encoded maps such as rainbow and for RGB images) (default auto)")
+    fuse.add_argument("--edges", metavar="EDGES_OUT", help="also write the 3D Canny edge labelmap "
                                                            "(1 = A, 2 = B, 3 = both)")
+    fuse.add_argument("--edge-detail", type=float, default=None, metavar="0..1",
+                      help="fewer (0) or more (1) edges: about 1%%, 3%%, 9%% of each source's foreground "
+                           "(default 0.5, the middle)")
     fuse.add_argument("--edge-thresholds", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                      help="Canny thresholds (L2 Sobel magnitude of the 8-bit slice); automatic by default")
+                      help="fixed 3D Canny thresholds (normalised intensity per mm of the smoothed source) "
+                           "instead of --edge-detail's automatic ones")
+    fuse.add_argument("--no-registration-check", action="store_true",
+                      help="skip the check of B's residual shift against A (a rigid MI translation estimate)")
     fuse.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     fuse.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
     fuse.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -288,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--compile", action="store_true",
                       help="try torch.compile for networks (falls back to eager mode if it fails)")
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")
+    fuse.add_argument("--preview-slice", metavar="SPEC",
+                      help="slice of the preview: a fraction of each view (0.3) or indices (axial=20,coronal=100); "
+                           "default the centre")
     fuse.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
 
@@ -296,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = sub.add_parser("methods", help="list the fusion methods and their references")
     methods.set_defaults(handler=cmd_methods)
+
+    doctor = sub.add_parser("doctor", help="versions, CPU/GPU, the precision 'auto' picks, weights checks: "
+                                           "paste its output into a bug report")
+    doctor.set_defaults(handler=lambda args: run_doctor())
 
     demo = sub.add_parser("demo", help="fuse the built-in CT/MR head phantom and write a preview")
     demo.add_argument("--out", default="medfusion-demo", help="output folder (default ./medfusion-demo)")
@@ -306,8 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler) unwinds like Ctrl-C: staged outputs are discarded
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals to the host
+        previous = None
     try:
         return args.handler(args)
     except Cancelled as error:
@@ -319,9 +369,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("medfusion: interrupted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        print("medfusion: error: out of memory; nothing was written.", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `medfusion methods | head`: the reader left, which is not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

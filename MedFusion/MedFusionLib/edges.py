@@ -1,4 +1,6 @@
-"""Canny edge maps of normalised slices: for the engine's edge overlay and for MFEnet's edge enhancement.
+"""Per-slice Canny edge maps of normalised slices, for MFEnet's edge enhancement; the overlay's label convention.
+
+(The engine's edge overlay is 3D: see edge_overlay.py.)
 
 One rule everywhere:
 
@@ -11,9 +13,8 @@ One rule everywhere:
    ``low = 0.4 * high`` (Canny's recommended 2:1..3:1 hysteresis ratio). Given thresholds use the same units:
    L2 Sobel magnitude of the blurred 8-bit slice (0 .. about 1442).
 
-The overlay (:func:`canny`) chooses thresholds once per volume, from up to 32 slices, so that a nearly empty
-slice does not get its noise promoted to "edges". MFEnet's enhancement (:func:`canny_edges`) chooses them per
-slice, so that a fused slice never depends on how slices are batched.
+MFEnet's enhancement (:func:`canny_edges`) chooses thresholds per slice, so that a fused slice never depends on
+how slices are batched.
 
 ``cv2.Canny`` returns {0, 255}; maps here are {0, 1}. In MFEnet's ``I_f = clip(I_mf + w * (E1 + E2), 0, 1)``
 with the paper's ``w = 1``, every edge pixel of either source becomes 1 (white): edges are drawn as white
@@ -26,11 +27,10 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-LABEL_A, LABEL_B, LABEL_BOTH = 1, 2, 3
+LABEL_A, LABEL_B = 1, 2  # an edge of both sources is LABEL_A + LABEL_B = 3
 LOW_RATIO = 0.4
 MIN_HIGH = 20.0
 _MIN_GRADIENT_SAMPLES = 16
-_MAX_SAMPLE_SLICES = 32
 
 
 def to_uint8(slices: np.ndarray) -> np.ndarray:
@@ -61,25 +61,6 @@ def _otsu_thresholds(gradients: np.ndarray) -> Optional[Tuple[float, float]]:
     otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     high = max(MIN_HIGH, float(otsu) / 255.0 * top)
     return LOW_RATIO * high, high
-
-
-def auto_thresholds(slices: np.ndarray) -> Tuple[float, float]:
-    """(low, high) for a stack of [0, 1] slices shaped (S, H, W), from up to 32 evenly spread slices."""
-    stack = np.asarray(slices)
-    step = max(1, stack.shape[0] // _MAX_SAMPLE_SLICES)
-    gradients = [_foreground_gradients(to_uint8(s)) for s in stack[::step]]
-    values = np.concatenate(gradients) if gradients else np.zeros(0, np.float32)
-    return _otsu_thresholds(values) or (LOW_RATIO * MIN_HIGH, MIN_HIGH)
-
-
-def canny(slices: np.ndarray, thresholds: Optional[Tuple[float, float]] = None) -> np.ndarray:
-    """Binary edge maps (S, H, W) bool of [0, 1] slices; thresholds per stack unless given."""
-    stack = np.asarray(slices)
-    low, high = thresholds if thresholds is not None else auto_thresholds(stack)
-    out = np.zeros(stack.shape, dtype=bool)
-    for index, s in enumerate(stack):
-        out[index] = cv2.Canny(_blurred(to_uint8(s)), low, high, L2gradient=True) > 0
-    return out
 
 
 def _canny_slice(slice_: np.ndarray, low: Optional[float], high: Optional[float]) -> np.ndarray:
@@ -118,17 +99,3 @@ def canny_edges(batch, low: Optional[float] = None, high: Optional[float] = None
 def edge_labels(edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
     """Labelmap: 1 = edge of A only, 2 = edge of B only, 3 = edge of both."""
     return (edges_a.astype(np.uint8) * LABEL_A) + (edges_b.astype(np.uint8) * LABEL_B)
-
-
-def validate_thresholds(thresholds) -> Optional[Tuple[float, float]]:
-    from .errors import InputError
-
-    if thresholds is None:
-        return None
-    try:
-        low, high = (float(t) for t in thresholds)
-    except (TypeError, ValueError):
-        raise InputError("Edge thresholds must be two numbers: LOW HIGH.") from None
-    if not (np.isfinite(low) and np.isfinite(high) and 0 <= low <= high):
-        raise InputError(f"Edge thresholds must satisfy 0 <= LOW <= HIGH, not {low:g} and {high:g}.")
-    return low, high

@@ -146,12 +146,19 @@ def choose_window(values: np.ndarray, preset, name: str = "volume", eight_bit: b
 
 def apply_window(values: np.ndarray, window: Window) -> Tuple[np.ndarray, int]:
     """Return float32 values in [0, 1] and the number of non-finite voxels (mapped to 0). Never in place."""
-    out = np.asarray(values, dtype=np.float32)
-    scale = np.float32(1.0 / (window.high - window.low))
-    out = (out - np.float32(window.low)) * scale  # a new array: the input is untouched
+    values = np.asarray(values)
+    span = float(window.high) - float(window.low)
+    # float32 is enough unless the values or the window approach its range (3.4e38): then (x - low) would
+    # overflow to inf and a whole source would silently become 0, so such data is mapped in float64.
+    fits = max(abs(float(window.low)), abs(float(window.high)), span) < 1e30 and span > 1e-30
+    if fits and values.dtype.itemsize > 4 and values.size:
+        with np.errstate(invalid="ignore"):
+            fits = not float(np.nanmax(np.abs(values), initial=0.0)) >= 1e30
+    kind = np.float32 if fits else np.float64
+    out = (np.asarray(values, dtype=kind) - kind(window.low)) * kind(1.0 / span)  # new array: input untouched
     bad = ~np.isfinite(out)
     n_bad = int(np.count_nonzero(bad))
     if n_bad:
         out[bad] = 0.0
     np.clip(out, 0.0, 1.0, out=out)
-    return out, n_bad
+    return out.astype(np.float32, copy=False), n_bad

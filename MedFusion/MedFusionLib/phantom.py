@@ -11,7 +11,8 @@ physical-space resampling:
 * PET - SUV: grey matter uptake above white matter, CSF and bone near 0, a hot lesion and two hot foci,
         blurred to PET resolution; coarse grid, 3 mm.
 
-Boundaries are anti-aliased over about one voxel (partial volume), and the noise is seeded.
+Boundaries are anti-aliased over about one voxel along its coarsest axis (partial volume); the cortex folds
+smoothly in every direction; the noise is seeded.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ HEAD_AXES = np.array([78.0, 98.0, 88.0])  # semi-axes (L-R, A-P, S-I) in mm
 _SHELLS = (("scalp", 0.0), ("skull", 5.0), ("csf", 11.0), ("grey", 14.0), ("white", 19.0))
 _VENTRICLES = (((-9.0, -2.0, 4.0), (6.0, 22.0, 9.0)), ((9.0, -2.0, 4.0), (6.0, 22.0, 9.0)))
 LESION = ((28.0, -22.0, 6.0), 11.0)  # centre (mm), radius (mm)
+_FOLDS = 11.0  # gyral folds: spatial frequency over the unit sphere (about 3-4 folds per quarter of the head)
 HOT_FOCI = (((-34.0, 30.0, 2.0), 6.0), ((4.0, 55.0, -6.0), 5.0))
 
 #               air     scalp  skull  csf    grey   white  lesion  hot focus
@@ -32,7 +34,7 @@ _CONTRAST = {
     "mr":  dict(air=0.0, scalp=550.0, skull=60.0, csf=120.0, grey=480.0, white=700.0, lesion=300.0, focus=480.0),
     "pet": dict(air=0.0, scalp=0.6, skull=0.3, csf=0.2, grey=7.0, white=2.5, lesion=14.0, focus=16.0),
 }
-_NOISE = {"ct": 6.0, "mr": 12.0, "pet": 0.15}
+_NOISE = {"ct": 4.0, "mr": 12.0, "pet": 0.15}  # CT: 4 HU, so grey and white matter (12 HU apart) show
 _SEED_OFFSET = {"ct": 0, "mr": 1, "pet": 2}  # each modality has its own noise, whatever else is rendered
 
 GRIDS = {  # size (i, j, k), spacing mm, rotation about S (deg), tilt about L-R (deg), centre offset (mm)
@@ -77,9 +79,11 @@ def _inside(points: np.ndarray, centre, semi_axes, soft_mm: float, ripple: float
     axes = np.maximum(np.asarray(semi_axes, dtype=np.float32), 1e-3)
     r = np.sqrt(np.sum((p / axes) ** 2, axis=-1))
     if ripple:
-        theta = np.arctan2(p[..., 1], p[..., 0])
-        phi = np.arctan2(p[..., 2], np.hypot(p[..., 0], p[..., 1]))
-        r = r * (1.0 + ripple * np.sin(9 * theta) * np.sin(7 * phi))
+        # Folds as a smooth function of the direction from the centre (a unit vector), so the surface is smooth
+        # in every view; angles (atan2) would put seams and corners into the sagittal and coronal planes.
+        u = p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-6)
+        folds = np.sin(_FOLDS * u[..., 0] + 0.4) + np.sin(_FOLDS * u[..., 1] + 1.3) + np.sin(_FOLDS * u[..., 2] + 2.1)
+        r = r * (1.0 + ripple * folds / 3.0)
     # Signed distance to the surface along the ray from the centre: exact for spheres, close for these shapes.
     distance = (1.0 - r) * np.linalg.norm(p, axis=-1) / np.maximum(r, 1e-6)
     return np.clip(0.5 + distance / soft_mm, 0.0, 1.0)
@@ -100,7 +104,8 @@ def render(modality: str, grid: sitk.Image, seed: int = 0) -> sitk.Image:
     """Sample the phantom for ``modality`` ('ct', 'mr' or 'pet') on ``grid``."""
     contrast = _CONTRAST[modality]
     points = _physical_points(grid)
-    m = tissue_memberships(points, soft_mm=float(min(grid.GetSpacing())))
+    # Partial volume over the coarsest voxel extent: with the finest one, 2 mm CT slices would show stair steps.
+    m = tissue_memberships(points, soft_mm=float(max(grid.GetSpacing())))
     value = np.full(points.shape[:-1], contrast["air"], dtype=np.float32)
     previous = "air"
     for name, _ in _SHELLS:  # nested shells: each replaces the one outside it
@@ -141,17 +146,3 @@ def make_head_phantom(modalities: Tuple[str, ...] = ("ct", "mr", "pet"), scale: 
         spacing = [s / scale for s in spacing]
         images[modality] = render(modality, make_grid(size, spacing, about_s, tilt, centre), seed=seed + _SEED_OFFSET[modality])
     return images
-
-
-def save_phantom(folder, scale: float = 1.0, seed: int = 0, suffix: str = ".nrrd") -> Dict[str, str]:
-    """Write the phantom volumes into ``folder``; returns modality -> path."""
-    from pathlib import Path
-
-    from .volume_io import write_volume
-
-    paths = {}
-    for modality, image in make_head_phantom(scale=scale, seed=seed).items():
-        path = Path(folder) / f"phantom_{modality}{suffix}"
-        write_volume(image, path)
-        paths[modality] = str(path)
-    return paths

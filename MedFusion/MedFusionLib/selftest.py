@@ -89,13 +89,16 @@ def edge_labels(segmentation, volumeA):
 
 
 def run_self_test(scene, methods: Optional[Sequence[str]] = None, scale: float = 0.4,
-                  log: Callable[[str], None] = print, device: str = "auto") -> Dict[str, str]:
+                  log: Callable[[str], None] = print, device: str = "auto", worker: bool = True) -> Dict[str, str]:
     """Fuse the phantom's CT and MR with a classic method and MFEnet; returns method -> "passed" / "skipped: ...".
 
+    With ``worker``, the first method also runs as the widget runs it, in a worker process (``logic.start``, with
+    this Python's ``sys.executable``: in Slicer, Slicer's own), and must give the same voxels (outcome "worker").
     Raises AssertionError (or the logic's error) on the first failure.
     """
     from .logic import MedFusionLogic
     from .methods import REGISTRY
+    from .mrml_convert import voxel_array
 
     methods = list(methods) if methods is not None else [CLASSIC_METHOD, NETWORK_METHOD]
     volumes = add_phantom_volumes(scene, scale)
@@ -116,6 +119,15 @@ def run_self_test(scene, methods: Optional[Sequence[str]] = None, scale: float =
         assert calls and calls[-1][0] == calls[-1][1], "progress did not reach the end"
         outcome[method] = "passed"
         log(f"MedFusion self-test: {method} passed ({output.summary()}).")
+        if worker and "worker" not in outcome:
+            log(f"MedFusion self-test: fusing CT + MR with {method} in a worker process...")
+            job = logic.start(ct, mr, method=method, presetA="ct", presetB="mr", device=device)
+            remote = job.wait(timeout=600)
+            check_output(remote, ct, mr)
+            assert np.array_equal(voxel_array(remote.volume), voxel_array(output.volume)), \
+                "the worker's result differs from the in-process result"
+            outcome["worker"] = "passed"
+            log("MedFusion self-test: the worker process gave the same result.")
     after = {name: _fingerprint(node) for name, node in volumes.items()}
     assert before == after, "an input volume was modified"
     return outcome

@@ -9,12 +9,12 @@ given a colour table (e.g. PET in SUV with 'hot') is windowed, coloured, and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import colour
+from . import colour, functional_colour
 from .geometry import SliceLayout, same_grid
 from .intensity import Window, apply_window, choose_window, parse_preset
 
@@ -29,12 +29,16 @@ class Slab:
     luma: np.ndarray  # float32 (n, H, W) in [0, 1]
     chroma: Optional[np.ndarray]  # float32 (n, H, W, 2) CbCr in [0, 1] for a colour source, else None
     inside: Optional[np.ndarray]  # bool (n, H, W): inside B's field of view (None: everywhere)
+    # Overlay mode (functional_colour.py): float32 (n, H, W, 3) RGB colour of the functional image; its level
+    # (the windowed value, or an RGB image's brightest channel) is then ``luma``, and ``chroma`` is None.
+    colour: Optional[np.ndarray] = None
 
 
 class Source:
     """One input: how its values map to [0, 1] (window or colour) and how to cut it into slabs."""
 
-    def __init__(self, image: sitk.Image, preset, name: str, warnings: List[str], colormap=None):
+    def __init__(self, image: sitk.Image, preset, name: str, warnings: List[str], colormap=None,
+                 colour_mode: Optional[str] = None):
         self.image = image
         self.name = name
         view = sitk.GetArrayViewFromImage(image)  # read-only view: the caller's image is never touched
@@ -47,6 +51,7 @@ class Source:
             else:
                 self.table = colour.colour_table(colormap)
         self.is_colour = self.is_rgb or self.table is not None
+        self.colour_mode = functional_colour.resolve_mode(colour_mode, self.table) if self.is_colour else None
         if self.is_rgb:
             if parse_preset(preset).kind != "auto":
                 warnings.append(f"'{name}' is a colour image: its intensity preset is ignored (RGB is used as is).")
@@ -61,18 +66,35 @@ class Source:
                 warnings.append(f"'{name}': {n_bad} voxel value(s) ({100.0 * n_bad / view.size:.2g}%) are NaN or "
                                 f"infinite; they are treated as background (0).")
 
-    def to_unit(self, raw: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Raw values (n, H, W[, 3]) -> luma in [0, 1] and, for a colour source, chroma (else None)."""
+    def to_slab(self, raw: np.ndarray, inside: Optional[np.ndarray] = None) -> Slab:
+        """Raw values (n, H, W[, 3]) -> a Slab: luma in [0, 1], plus chroma (YCbCr mode) or colour (overlay).
+
+        Outside ``inside`` (B's field of view) the slab is 0 with neutral chroma: no colour where B has no data.
+        """
         if self.is_rgb:
             rgb = np.nan_to_num(raw.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0) / self.window.high
             rgb = np.clip(rgb, 0.0, 1.0)
+            level = rgb.max(axis=-1) if self.colour_mode == functional_colour.OVERLAY else None
         else:
             grey = apply_window(raw[..., 0] if self.is_vector else raw, self.window)[0]
             if self.table is None:
-                return grey, None
-            rgb = colour.apply_colour_table(grey, self.table)
+                return _masked(Slab(grey, None, inside))
+            rgb, level = colour.apply_colour_table(grey, self.table), grey
+        if self.colour_mode == functional_colour.OVERLAY:
+            return _masked(Slab(np.ascontiguousarray(level, dtype=np.float32), None, inside, colour=rgb))
         ycbcr = colour.rgb_to_ycbcr(rgb)
-        return np.ascontiguousarray(ycbcr[..., 0]), np.ascontiguousarray(ycbcr[..., 1:])
+        return _masked(Slab(np.ascontiguousarray(ycbcr[..., 0]), np.ascontiguousarray(ycbcr[..., 1:]), inside))
+
+
+def _masked(slab: Slab) -> Slab:
+    if slab.inside is not None:
+        outside = ~slab.inside
+        slab.luma[outside] = 0.0
+        if slab.chroma is not None:
+            slab.chroma[outside] = 0.5  # neutral chroma
+        if slab.colour is not None:
+            slab.colour[outside] = 0.0
+    return slab
 
 
 def _rgb_peak(view: np.ndarray) -> float:
@@ -88,8 +110,7 @@ class ReferenceSlabs:
         self.stack = layout.to_slices(sitk.GetArrayViewFromImage(source.image))
 
     def slab(self, start: int, end: int) -> Slab:
-        luma, chroma = self.source.to_unit(np.ascontiguousarray(self.stack[start:end]))
-        return Slab(luma, chroma, None)
+        return self.source.to_slab(np.ascontiguousarray(self.stack[start:end]))
 
 
 class MovingSlabs:
@@ -102,7 +123,10 @@ class MovingSlabs:
         self.same_grid = same_grid(source.image, reference)
         if self.same_grid:
             self.stack = layout.to_slices(sitk.GetArrayViewFromImage(source.image))
-        self.output_type = sitk.sitkVectorFloat32 if source.is_vector else sitk.sitkFloat32
+        # float64 data may exceed float32's range (3.4e38): resampling it to float32 would turn it into inf.
+        wide = source.image.GetPixelID() in (sitk.sitkFloat64, sitk.sitkVectorFloat64)
+        self.output_type = ((sitk.sitkVectorFloat64 if wide else sitk.sitkVectorFloat32) if source.is_vector
+                            else (sitk.sitkFloat64 if wide else sitk.sitkFloat32))
 
     def _sub_grid(self, start: int, end: int) -> sitk.Image:
         """An empty image with the geometry of slices [start, end) of A along the layout's axis."""
@@ -122,22 +146,11 @@ class MovingSlabs:
 
     def slab(self, start: int, end: int) -> Slab:
         if self.same_grid:
-            luma, chroma = self.source.to_unit(np.ascontiguousarray(self.stack[start:end]))
-            return Slab(luma, chroma, None)
+            return self.source.to_slab(np.ascontiguousarray(self.stack[start:end]))
         moved = sitk.Resample(self.source.image, self._sub_grid(start, end), sitk.Transform(), sitk.sitkLinear,
                               _OUTSIDE, self.output_type)
         raw = self.layout.to_slices(sitk.GetArrayFromImage(moved))
         inside = (raw[..., 0] if self.source.is_vector else raw) > _OUTSIDE_TEST
         raw = np.where(inside[..., np.newaxis] if self.source.is_vector else inside, raw, 0.0)
-        luma, chroma = self.source.to_unit(raw)
-        luma[~inside] = 0.0
-        if chroma is not None:
-            chroma[~inside] = 0.5  # neutral chroma: no colour where B has no data
-        return Slab(luma, chroma, inside)
+        return self.source.to_slab(raw, inside)
 
-
-def sample_indices(n_slices: int, at_most: int = 32) -> List[int]:
-    """Evenly spread slice indices, for statistics that need not see every slice."""
-    if n_slices <= at_most:
-        return list(range(n_slices))
-    return sorted({int(round(i)) for i in np.linspace(0, n_slices - 1, at_most)})

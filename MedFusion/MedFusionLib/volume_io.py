@@ -2,33 +2,27 @@
 
 Readable: NRRD (.nrrd/.nhdr), NIfTI (.nii/.nii.gz), MetaImage (.mha/.mhd), a folder holding a DICOM series,
 and 2D images (.png/.tif/.tiff/.jpg/.bmp). Volumes are 3D scalar or 3D RGB; images are 2D grey or RGB.
-Writes go to a temporary file next to the target and are renamed into place only when complete, so a failed
-or cancelled run never leaves a partial file.
+Inputs are checked for integrity first (input_integrity.py); writes are staged, verified and committed by
+safe_write.py, so a failed or cancelled run never leaves a partial file nor loses a previous one.
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import InputError, ResourceError
+from .input_integrity import check_folder_entries, check_integrity, file_kind
+from .output_plan import IMAGE_SUFFIXES, VOLUME_SUFFIXES, plan_output, suffix_of  # noqa: F401 (re-exported)
+from .quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
 
-VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 FORMATS_HELP = "NRRD, NIfTI, MHA/MHD, a DICOM series folder, or a PNG/TIFF image"
-
-
-def suffix_of(path) -> str:
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
 def display_name(path) -> str:
@@ -40,16 +34,31 @@ def display_name(path) -> str:
 
 
 def read_volume(path, warnings: Optional[List[str]] = None) -> sitk.Image:
-    """Read a 3D volume or 2D image; raises InputError with one sentence when it cannot."""
+    """Read a 3D volume or 2D image; raises InputError with one sentence when it cannot.
+
+    Before ITK sees it, the file is checked (input_integrity.py): a regular file (a FIFO or device would
+    block), a complete compressed stream and as many data bytes as the header declares.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise InputError(f"read_volume needs a file or folder path, not {path!r}.")
     p = Path(path)
-    if not p.exists():
+    kind = file_kind(p)
+    if kind == "missing":
         raise InputError(f"File '{path}' does not exist.")
-    if p.is_dir():
+    if kind == "folder":
+        check_folder_entries(p)
         image = _read_dicom_series(p, warnings)
     else:
+        check_integrity(p)
         try:
-            image = sitk.ReadImage(str(p))
-        except RuntimeError:
+            with quiet_libraries():
+                image = sitk.ReadImage(str(p))
+        except RuntimeError as error:
+            if "allocate" in str(error).lower() or "bad_alloc" in str(error):
+                raise ResourceError(f"Not enough memory to read '{path}'; nothing was written.") from None
+            if "determinant is 0" in str(error):
+                raise InputError(f"Cannot read '{path}': its direction matrix is singular, so its geometry "
+                                 f"cannot be trusted.") from None
             raise InputError(f"Cannot read '{path}': it is not a readable {FORMATS_HELP}.") from None
     check_image(image, display_name(p))
     return image
@@ -57,10 +66,12 @@ def read_volume(path, warnings: Optional[List[str]] = None) -> sitk.Image:
 
 def _read_dicom_series(folder: Path, warnings: Optional[List[str]]) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
+    with quiet_libraries():
+        series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(f"Folder '{folder}' contains no DICOM series.")
-    files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
+    with quiet_libraries():
+        files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
     chosen = max(series, key=lambda sid: len(files_by_series[sid]))
     if len(series) > 1:
         message = (f"Folder '{folder}' holds {len(series)} DICOM series; using the largest "
@@ -68,11 +79,57 @@ def _read_dicom_series(folder: Path, warnings: Optional[List[str]]) -> sitk.Imag
         log.warning(message)
         if warnings is not None:
             warnings.append(message)
+    _check_slice_spacing(folder, files_by_series[chosen])
     reader.SetFileNames(files_by_series[chosen])
     try:
-        return reader.Execute()
+        with quiet_libraries():
+            return reader.Execute()
     except RuntimeError:
         raise InputError(f"Cannot read the DICOM series in '{folder}'.") from None
+
+
+def _check_slice_spacing(folder: Path, files) -> None:
+    """A series with missing or unevenly spaced slices cannot be one regular grid: refuse it in one sentence.
+
+    ITK would stack the slices at one spacing, silently moving every slice after a gap.
+    """
+    if len(files) < 3:
+        return
+    reader = sitk.ImageFileReader()
+    positions, normal = [], None
+    with quiet_libraries():
+        for name in files:
+            reader.SetFileName(name)
+            try:
+                reader.ReadImageInformation()
+                position = [float(v) for v in reader.GetMetaData("0020|0032").split("\\")]
+                if normal is None:
+                    cosines = [float(v) for v in reader.GetMetaData("0020|0037").split("\\")]
+                    normal = np.cross(cosines[:3], cosines[3:6])
+            except (RuntimeError, ValueError, IndexError):
+                return  # no usable position tags: ITK's own spacing is all there is
+            positions.append(float(np.dot(position, normal)))
+    steps = np.diff(np.sort(positions))
+    typical = float(np.median(steps))
+    if typical <= 0 or not np.allclose(steps, typical, rtol=0.05, atol=1e-3):
+        where = int(np.argmax(np.abs(steps - typical)))
+        raise InputError(f"The DICOM series in '{folder}' has missing or unevenly spaced slices (a step of "
+                         f"{steps[where]:.3g} mm after slice {where + 1}, where most are {typical:.3g} mm); "
+                         f"it cannot be read as one regular volume.")
+
+
+def check_geometry(image: sitk.Image, name: str) -> None:
+    """Origin, spacing and direction must be finite, the spacing positive and the direction invertible."""
+    dim = image.GetDimension()
+    origin, spacing = np.asarray(image.GetOrigin()), np.asarray(image.GetSpacing())
+    direction = np.asarray(image.GetDirection()).reshape(dim, dim)
+    if not (np.all(np.isfinite(origin)) and np.all(np.isfinite(spacing)) and np.all(np.isfinite(direction))):
+        raise InputError(f"Volume '{name}' has a non-finite origin, spacing or direction; its geometry cannot be "
+                         f"trusted.")
+    if np.any(spacing <= 0):
+        raise InputError(f"Volume '{name}' has a spacing of {tuple(spacing)}; spacings must be positive.")
+    if abs(np.linalg.det(direction)) < 1e-6:
+        raise InputError(f"Volume '{name}' has a singular direction matrix; its geometry cannot be trusted.")
 
 
 def check_image(image: sitk.Image, name: str) -> None:
@@ -90,66 +147,22 @@ def check_image(image: sitk.Image, name: str) -> None:
                          f"RGB (3-component) volumes.")
     if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
         raise InputError(f"Volume '{name}' holds complex numbers; MedFusion fuses real-valued volumes.")
+    check_geometry(image, name)
 
 
-def check_output_path(path, dimension: int) -> Path:
+def check_output_path(path, dimension: int, role: str = "fused") -> Path:
     """Fail before any work if ``path`` cannot be written or has a suffix we cannot write for this data."""
-    p = Path(path)
-    suffix = suffix_of(p)
-    allowed = VOLUME_SUFFIXES if dimension == 3 else VOLUME_SUFFIXES + IMAGE_SUFFIXES
-    if suffix not in allowed:
-        kind = "a 3D volume" if dimension == 3 else "a 2D image"
-        raise InputError(f"Cannot write {kind} to '{path}'; use one of: {', '.join(allowed)}.")
-    if p.is_dir():
-        raise InputError(f"Output path '{path}' is a folder; give a file name.")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"Output folder '{parent}' does not exist.")
-    if not _can_create_file_in(parent) or (p.exists() and not os.access(p, os.W_OK)):
-        raise InputError(f"Output path '{path}' is not writable.")
-    return p
+    return plan_output(role, path, dimension).path
 
 
-def _can_create_file_in(folder: Path) -> bool:
-    # A real probe: os.access says yes to root even where the file system or a security module says no.
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".medfusion-probe-", dir=folder)
-    except OSError:
-        return False
-    os.close(handle)
-    os.unlink(probe)
-    return True
+def write_volume(image: sitk.Image, path, compress: bool = True, role: str = "volume") -> Path:
+    """Write one image safely (safe_write.py): staged beside the target, read back and verified, then renamed
+    into place; a previous file at ``path`` survives any failure."""
+    from .safe_write import write_all
 
-
-def _as_8bit_image(image: sitk.Image) -> sitk.Image:
-    """2D image formats hold 8-bit values: float data in [0, 1] is scaled to 0..255."""
-    if image.GetPixelID() in (sitk.sitkUInt8, sitk.sitkVectorUInt8):
-        return image
-    array = sitk.GetArrayFromImage(image).astype(np.float64)
-    if array.size and array.max() <= 1.0 + 1e-6:
-        array = array * 255.0
-    out = sitk.GetImageFromArray(np.clip(np.rint(array), 0, 255).astype(np.uint8),
-                                 isVector=image.GetNumberOfComponentsPerPixel() > 1)
-    out.CopyInformation(image)
-    return out
-
-
-def write_volume(image: sitk.Image, path, compress: bool = True) -> Path:
-    """Write atomically: into a temporary folder beside the target, then rename every produced file."""
-    p = check_output_path(path, image.GetDimension())
-    if suffix_of(p) in IMAGE_SUFFIXES:
-        image = _as_8bit_image(image)
-    parent = p.parent if str(p.parent) else Path(".")
-    staging = Path(tempfile.mkdtemp(prefix=".medfusion-", dir=parent))
-    try:
-        staged = staging / p.name
-        try:
-            sitk.WriteImage(image, str(staged), useCompression=compress and suffix_of(p) != ".png")
-        except RuntimeError:
-            raise InputError(f"Could not write '{path}'.") from None
-        # .mhd and .nhdr write a header plus a data file; move both (the header names the data file).
-        for produced in staging.iterdir():
-            os.replace(produced, parent / produced.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return p
+    if not isinstance(image, sitk.Image):
+        raise InputError(f"write_volume needs a SimpleITK image, not {type(image).__name__}.")
+    planned = plan_output(role, path, image.GetDimension(), compress)
+    for message in write_all([(image, planned)]):
+        log.warning(message)
+    return planned.path

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,16 +26,9 @@ def machine_description() -> str:
     """'AMD EPYC, 2 cores, torch 2.x with 1 thread(s)': the CPU model from /proc/cpuinfo where there is one."""
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]} with " \
+    from ..doctor import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]} with " \
            f"{torch.get_num_threads()} thread(s)"
 
 
@@ -59,7 +51,7 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
              every: int = 1, limit: Optional[int] = None, axis: str = "axial", preset_a="auto", preset_b="auto",
              device: str = "auto", batch_size: Optional[int] = None, jobs: int = 1, save_fused: bool = False,
              say: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None,
-             progress_bars: bool = False,
+             progress_bars: bool = False, protocol: str = "medfusion",
              command: Optional[str] = None, header: Sequence[str] = ()) -> Tuple[Evaluation, Dict[str, Path]]:
     """Run an evaluation and write its report to ``out``; returns the evaluation and the written paths.
 
@@ -67,6 +59,8 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
     ``cases``: a set of case ids, or folder -> case ids (e.g. a validation split). ``methods`` may contain
     'classic' or 'all'. ``every``/``limit`` subsample (see :func:`.pairs.select` and
     :func:`.runner.evaluate_volumes`). ``say`` receives progress lines, ``warn`` warnings (default: ``say``).
+    ``protocol``: "medfusion" (our metrics) or "cddfuse" (the CDDFuse scorer's 8 metrics, scored its way on
+    8-bit grey images; see :mod:`MedFusionLib.metrics.cddfuse`); ``metrics`` names that protocol's metrics.
     Raises :class:`InputError` for anything the caller can fix.
     """
     say = say or (lambda message: None)
@@ -76,7 +70,8 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
     out = Path(out)
     fused_dir = out / "fused" if save_fused else None
     runner = Runner(methods, metrics, device=device, batch_size=batch_size, preset_a=preset_a,
-                    preset_b=preset_b, jobs=jobs, save_fused=fused_dir, say=say, progress_bars=progress_bars)
+                    preset_b=preset_b, jobs=jobs, save_fused=fused_dir, say=say, progress_bars=progress_bars,
+                    protocol=protocol)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"Batch size must be at least 1, not {batch_size}.")
     if every < 1 or (limit is not None and limit < 1):
@@ -92,7 +87,10 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
         _prepare_out(out)
         say(f"evaluating {sum(len(f.pairs) for f in chosen)} pair(s) in {', '.join(f.name for f in chosen)} "
             f"with {', '.join(runner.methods)}; {len(runner.metrics)} metrics")
-        evaluation = evaluate_pairs(chosen, runner)
+        try:
+            evaluation = evaluate_pairs(chosen, runner)
+        finally:
+            runner.close_bars()  # also on an error or Ctrl-C: the terminal is left clean
         source = f"Data: `{pairs_dir}`"
     else:
         reported = 0
@@ -101,11 +99,14 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
         _prepare_out(out)
         say(f"evaluating {volumes[0]} + {volumes[1]} ({axis} slices) with {', '.join(runner.methods)}; "
             f"{len(runner.metrics)} metrics")
-        evaluation = evaluate_volumes(volumes[0], volumes[1], runner, axis=axis, every=every, limit=limit)
+        try:
+            evaluation = evaluate_volumes(volumes[0], volumes[1], runner, axis=axis, every=every, limit=limit)
+        finally:
+            runner.close_bars()  # also on an error or Ctrl-C: the terminal is left clean
         source = f"Data: `{volumes[0]}` (A, reference) + `{volumes[1]}` (B)"
     for message in evaluation.warnings[reported:]:
         warn(message)
-    if any("colour" in n.lower() for n in evaluation.notes):
+    if any(n.startswith(COLOUR_NOTE) for n in evaluation.notes):  # only when a colour pair was scored
         say(f"note: {COLOUR_NOTE}")
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = ([f"Command: `{command}`"] if command else []) + [

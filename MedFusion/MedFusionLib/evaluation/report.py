@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..metrics import METRICS
-from .runner import Evaluation
+from .runner import PROTOCOLS, Evaluation
 
 SECONDS = "seconds"
 OVERALL = "overall"
@@ -23,9 +24,9 @@ def columns(evaluation: Evaluation) -> List[str]:
     return ["pair", "image", "method", SECONDS, *evaluation.metrics]
 
 
-def higher_is_better(column: str) -> bool:
-    """The registry's direction for a metric; time is lower-is-better."""
-    return False if column == SECONDS else METRICS[column].higher_is_better
+def higher_is_better(column: str, protocol: str = "medfusion") -> bool:
+    """The registry's direction for a metric (of the evaluation's scoring protocol); time is lower-is-better."""
+    return False if column == SECONDS else PROTOCOLS[protocol][column].higher_is_better
 
 
 def _replace_into(path: Path, write) -> Path:
@@ -76,12 +77,12 @@ def summarise(rows: Sequence[dict], methods: Sequence[str], column: str) -> Dict
     return out
 
 
-def best_methods(summary: Dict[str, Tuple[float, float, int]], column: str) -> List[str]:
+def best_methods(summary: Dict[str, Tuple[float, float, int]], column: str, protocol: str = "medfusion") -> List[str]:
     """The methods whose mean is the best for ``column`` (ties all count)."""
     means = {m: s[0] for m, s in summary.items() if np.isfinite(s[0])}
     if not means:
         return []
-    best = max(means.values()) if higher_is_better(column) else min(means.values())
+    best = max(means.values()) if higher_is_better(column, protocol) else min(means.values())
     return [m for m, v in means.items() if v == best]
 
 
@@ -93,12 +94,12 @@ def _decimals(values: Sequence[float]) -> int:
     return int(min(4, max(1, 3 - math.floor(math.log10(top)))))
 
 
-def _cell(mean: float, sd: float, column: str, decimals: int) -> str:
+def _cell(mean: float, sd: Optional[float], column: str, decimals: int) -> str:
     if not np.isfinite(mean):
         return "n/a"
     if column == SECONDS:
-        return f"{mean:.3g} ± {sd:.2g}"
-    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+        return f"{mean:.3g}" + ("" if sd is None else f" ± {sd:.2g}")
+    return f"{mean:.{decimals}f}" + ("" if sd is None else f" ± {sd:.{decimals}f}")
 
 
 def group_rows(evaluation: Evaluation) -> List[Tuple[str, List[dict]]]:
@@ -109,20 +110,21 @@ def group_rows(evaluation: Evaluation) -> List[Tuple[str, List[dict]]]:
     return out
 
 
-def table(evaluation: Evaluation, rows: Sequence[dict]) -> Tuple[List[str], Dict[str, List[str]]]:
-    """Markdown lines of one methods x (time + metrics) table, and column -> best methods."""
+def table(evaluation: Evaluation, rows: Sequence[dict], sd: bool = True) -> Tuple[List[str], Dict[str, List[str]]]:
+    """Markdown lines of one methods x (time + metrics) table (mean ± sd, or the mean alone), and column -> best
+    methods."""
     cols = [SECONDS, *evaluation.metrics]
     stats = {c: summarise(rows, evaluation.methods, c) for c in cols}
-    best = {c: best_methods(stats[c], c) for c in cols}
+    best = {c: best_methods(stats[c], c, evaluation.protocol) for c in cols}
     decimals = {c: _decimals([s[0] for s in stats[c].values()]) for c in cols}
-    arrows = {c: ("↑" if higher_is_better(c) else "↓") for c in cols}
+    arrows = {c: ("↑" if higher_is_better(c, evaluation.protocol) else "↓") for c in cols}
     header = ["method", *[f"{'s/slice' if c == SECONDS else c} {arrows[c]}" for c in cols]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in evaluation.methods:
         cells = [f"`{method}`"]
         for c in cols:
-            mean, sd, _ = stats[c][method]
-            text = _cell(mean, sd, c, decimals[c])
+            mean, spread, _ = stats[c][method]
+            text = _cell(mean, spread if sd else None, c, decimals[c])
             cells.append(f"**{text}**" if method in best[c] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return lines, best
@@ -187,35 +189,50 @@ def _pyplot():
     return plt
 
 
-def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Path]:
-    """One bar chart per metric (and for time): groups = modality pairs (+ overall), bars = methods, sd bars."""
+def chart_title(column: str, width_inches: float, fontsize: float = 9.0, protocol: str = "medfusion") -> str:
+    """The chart's title, wrapped so that it fits ``width_inches`` at ``fontsize`` points."""
+    if column == SECONDS:
+        title = "Fusion time per slice (s), lower is better"
+    else:
+        spec = PROTOCOLS[protocol][column]
+        title = f"{column}: {spec.description} ({'higher' if spec.higher_is_better else 'lower'} is better)"
+    # ~0.6 em per character of DejaVu Sans on average, with a margin for the axes' padding.
+    return textwrap.fill(title, width=max(20, int(0.9 * width_inches * 72.0 / (0.6 * fontsize))))
+
+
+def chart_figure(evaluation: Evaluation, column: str, groups=None):
+    """The bar chart of one metric (or time): groups = modality pairs (+ overall), bars = methods, sd bars."""
     plt = _pyplot()
-    groups = group_rows(evaluation)
-    written = []
+    groups = group_rows(evaluation) if groups is None else groups
     n_methods = len(evaluation.methods)
     width = 0.8 / n_methods
     colours = plt.get_cmap("tab10").colors
+    stats = [summarise(rows, evaluation.methods, column) for _, rows in groups]
+    fig_width = max(5.0, 1.2 + 1.1 * len(groups) * max(1, n_methods) * 0.35)
+    fig, ax = plt.subplots(figsize=(fig_width, 3.4))
+    x = np.arange(len(groups))
+    for k, method in enumerate(evaluation.methods):
+        means = [s[method][0] for s in stats]
+        sds = [s[method][1] for s in stats]
+        ax.bar(x + (k - (n_methods - 1) / 2) * width, means, width, yerr=sds, capsize=2, label=method,
+               color=colours[k % len(colours)], error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x, [g for g, _ in groups])
+    ax.set_title(chart_title(column, fig_width, protocol=evaluation.protocol), fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(n_methods, 6), loc="upper center", bbox_to_anchor=(0.5, -0.1),
+              frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Path]:
+    """One bar chart per metric (and for time), see chart_figure."""
+    plt = _pyplot()
+    groups = group_rows(evaluation)
+    written = []
     for column in [SECONDS, *evaluation.metrics]:
-        stats = [summarise(rows, evaluation.methods, column) for _, rows in groups]
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 1.1 * len(groups) * max(1, n_methods) * 0.35), 3.4))
-        x = np.arange(len(groups))
-        for k, method in enumerate(evaluation.methods):
-            means = [s[method][0] for s in stats]
-            sds = [s[method][1] for s in stats]
-            ax.bar(x + (k - (n_methods - 1) / 2) * width, means, width, yerr=sds, capsize=2, label=method,
-                   color=colours[k % len(colours)], error_kw={"elinewidth": 0.8})
-        ax.set_xticks(x, [g for g, _ in groups])
-        if column == SECONDS:
-            title = "Fusion time per slice (s), lower is better"
-        else:
-            spec = METRICS[column]
-            title = f"{column}: {spec.description} ({'higher' if spec.higher_is_better else 'lower'} is better)"
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, ncol=min(n_methods, 6), loc="upper center", bbox_to_anchor=(0.5, -0.1),
-                  frameon=False)
-        fig.tight_layout()
+        fig = chart_figure(evaluation, column, groups)
         path = folder / f"{column}.png"
         written.append(_replace_into(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png")))
         plt.close(fig)
@@ -224,34 +241,65 @@ def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Pa
 
 # -------------------------------------------------------------------------------------------- montage
 
+# Fixed pixel layout, so that every tile is MONTAGE_TILE_PX wide whatever the number of methods.
+MONTAGE_TILE_PX, MONTAGE_DPI = 256, 100
+MONTAGE_TITLE_PX, MONTAGE_LABEL_PX, MONTAGE_GAP_PX = 48, 30, 8
+MONTAGE_FONT_PT = 10  # 10 pt at 100 dpi: ~14 px high, readable at 100% zoom
+_TITLE_CHARS = 30  # about what one tile-wide line holds at that size
 
-def write_montage(evaluation: Evaluation, path: Path, tile_inches: float = 1.4, dpi: int = 72) -> Optional[Path]:
+
+def tile_title(label: str, width: int = _TITLE_CHARS) -> str:
+    """A tile's title on at most a few lines: long method labels break after '[' and ','."""
+    lines: List[str] = []
+    for piece in re.split(r"(?<=[\[,])", label):
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines)
+
+
+def montage_size(n_rows: int, n_cols: int) -> Tuple[int, int]:
+    """(width, height) in pixels of a montage with that many rows and tile columns."""
+    width = MONTAGE_LABEL_PX + n_cols * (MONTAGE_TILE_PX + MONTAGE_GAP_PX)
+    height = n_rows * (MONTAGE_TITLE_PX + MONTAGE_TILE_PX + MONTAGE_GAP_PX)
+    return width, height
+
+
+def montage_tile_origin(row: int, col: int) -> Tuple[int, int]:
+    """(x, y) of the top-left pixel of tile (row, col) in the montage PNG."""
+    return (MONTAGE_LABEL_PX + col * (MONTAGE_TILE_PX + MONTAGE_GAP_PX),
+            row * (MONTAGE_TITLE_PX + MONTAGE_TILE_PX + MONTAGE_GAP_PX) + MONTAGE_TITLE_PX)
+
+
+def write_montage(evaluation: Evaluation, path: Path) -> Optional[Path]:
     """Rows: one pair per modality folder (its middle image) or a few slices of a volume pair; columns: the
-    two sources, then each method. Colour images are shown in colour, grey ones in grey."""
+    two sources, then each method, every tile MONTAGE_TILE_PX square with its title above it. Colour images
+    are shown in colour, grey ones in grey."""
     if not evaluation.montage:
         return None
     plt = _pyplot()
     n_cols = 2 + len(evaluation.methods)
     n_rows = len(evaluation.montage)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(tile_inches * n_cols, tile_inches * n_rows + 0.3),
-                             squeeze=False)
+    width, height = montage_size(n_rows, n_cols)
+    fig = plt.figure(figsize=(width / MONTAGE_DPI, height / MONTAGE_DPI), dpi=MONTAGE_DPI)
     for r, row in enumerate(evaluation.montage):
         tiles = list(row.sources) + [(m, row.fused.get(m)) for m in evaluation.methods]
         for c, (title, image) in enumerate(tiles):
-            ax = axes[r][c]
+            x, y = montage_tile_origin(r, c)
+            ax = fig.add_axes((x / width, 1.0 - (y + MONTAGE_TILE_PX) / height, MONTAGE_TILE_PX / width,
+                               MONTAGE_TILE_PX / height))
             ax.set_xticks([])
             ax.set_yticks([])
             if image is not None:
                 ax.imshow(image, cmap=None if image.ndim == 3 else "gray", vmin=0.0, vmax=1.0,
                           interpolation="nearest", aspect=row.aspect)
-            if c < 2:
-                ax.set_title(title, fontsize=8)
-            elif r == 0:
-                ax.set_title(title, fontsize=8, fontweight="bold")
-            if c == 0:
-                ax.set_ylabel(row.label, fontsize=7)
-    fig.tight_layout(pad=0.3, w_pad=0.2, h_pad=0.9)
-    _replace_into(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+            ax.set_title(tile_title(title), fontsize=MONTAGE_FONT_PT, fontweight="normal" if c < 2 else "bold",
+                         pad=3)
+        y_middle = 1.0 - (montage_tile_origin(r, 0)[1] + MONTAGE_TILE_PX / 2) / height
+        fig.text(MONTAGE_LABEL_PX / 2 / width, y_middle, row.label, rotation=90, ha="center", va="center",
+                 fontsize=MONTAGE_FONT_PT)
+    _replace_into(path, lambda tmp: fig.savefig(tmp, dpi=MONTAGE_DPI, format="png"))
     plt.close(fig)
     return path
 

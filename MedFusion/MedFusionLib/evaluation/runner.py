@@ -4,7 +4,8 @@ Fusion goes through :func:`MedFusionLib.engine.fuse_volumes`, so intensity prese
 colour (YCbCr) path are the engine's. The images of one modality-pair folder are stacked into one volume and
 fused in batches (``batch_size`` slices per call of the method); the engine's ``return_sources=True`` gives
 the normalised sources the method saw, and each fused slice is scored against them with
-:func:`MedFusionLib.metrics.evaluate_all`.
+:class:`MedFusionLib.metrics.SourcePair` -- every method's fused slice against the same prepared sources, so the
+sources' share of the metrics is computed once per slice (same numbers as ``evaluate_all``).
 
 Timing: seconds per slice of the method alone. The engine polls ``cancel()`` just before each batch and
 calls ``progress()`` just after it (the fused batch is back on the host by then), so the time between the
@@ -18,6 +19,7 @@ saved) -> BT.601 Y, against the functional image's Y and the grey source.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +30,27 @@ import SimpleITK as sitk
 
 from ..colour import luminance
 from ..errors import InputError, MedFusionError
-from ..metrics import METRICS, evaluate_all
+from ..metrics import METRICS, SourcePair, cddfuse
+from ..settings import FusionSettings
 from .pairs import PairFolder
+from .progress import Bar, overall_bar
 
 COLOUR_NOTE = ("Colour PET/SPECT pairs are scored on luminance (BT.601 Y, the engine's YCbCr path): "
                "fused RGB -> Y, against the functional image's Y and the grey (anatomical) image.")
 SAVED_NOTE = ("Fused images are scored as saved, in 8 bits (grey rounded to 1/255; colour as 8-bit RGB), as in "
               "published tables.")
+CDDFUSE_NOTE = ("Scored in the CDDFuse protocol (MedFusionLib.metrics.cddfuse): 8-bit grey images (colour via "
+                "OpenCV's BGR -> grey), EN in bits, MI in nats (scikit-learn's mutual_info_score), SD and SF on "
+                "0-255, VIF = pixel VIF summed over both sources, SSIM = scikit-image defaults (data_range 2) "
+                "summed over both sources.")
 MONTAGE_SLICES_PER_VOLUME = 3
 # Volumes: a slice is scored when in each normalised source at least CONTENT_FRACTION of its pixels reach
 # CONTENT_LEVEL (of full scale); slices outside B's field of view or nearly blank have nothing to score.
 CONTENT_LEVEL, CONTENT_FRACTION = 0.05, 0.10
 
 Say = Callable[[str], None]
+# Scoring protocols: our metrics (MedFusionLib.metrics), or the CDDFuse scorer's 8 metrics its way (8-bit grey).
+PROTOCOLS = {"medfusion": METRICS, cddfuse.PROTOCOL: cddfuse.CDDFUSE_METRICS}
 
 
 @dataclass
@@ -65,13 +75,15 @@ class Evaluation:
     slice_shapes: List[Tuple[int, int]]
     settings: Dict[str, object]
     seconds: float = 0.0  # wall time of the whole evaluation
+    protocol: str = "medfusion"  # key of PROTOCOLS: whose metrics the columns are
 
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def check_methods(names: Sequence[str]) -> List[str]:
-    """Method labels (validated, duplicates dropped) for ``names``; 'classic' or 'all' expand.
+def method_specs(names: Sequence[str]) -> Dict[str, Tuple[str, dict]]:
+    """Method label -> (registry name, checked options) for ``names`` (duplicates dropped); 'classic' or 'all'
+    expand. Each spec is parsed once, here: the runner fuses with the parsed pair, the label names it.
 
     A label is a registry name or a variant with options, ``name[key=value,...]`` (e.g.
     ``mfenet[rule=add,edge_weight=0]``), written back in a canonical form.
@@ -79,17 +91,20 @@ def check_methods(names: Sequence[str]) -> List[str]:
     from ..methods import REGISTRY
     from ..methods.registry import parse_method_spec
 
-    out: List[str] = []
+    out: Dict[str, Tuple[str, dict]] = {}
     for name in names:
         key = name.strip().lower()
-        if key == "all":
-            out += REGISTRY.names()
-        elif key == "classic":
-            out += [i.name for i in REGISTRY.infos() if i.kind == "classic"]
+        if key in ("all", "classic"):
+            out.update((i.name, (i.name, {})) for i in REGISTRY.infos() if key == "all" or i.kind == "classic")
         else:
             method, options = parse_method_spec(name, REGISTRY)
-            out.append(method_label(method, options))
-    return list(dict.fromkeys(out))
+            out.setdefault(method_label(method, options), (method, options))
+    return out
+
+
+def check_methods(names: Sequence[str]) -> List[str]:
+    """The method labels of ``names`` (see method_specs)."""
+    return list(method_specs(names))
 
 
 def method_label(method: str, options: dict) -> str:
@@ -98,13 +113,21 @@ def method_label(method: str, options: dict) -> str:
     return f"{method}[{','.join(f'{k}={v}' for k, v in options.items())}]"
 
 
-def check_metrics(names: Optional[Sequence[str]]) -> List[str]:
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise InputError(f"Unknown scoring protocol {protocol!r}; choose from: {', '.join(PROTOCOLS)}.")
+    return protocol
+
+
+def check_metrics(names: Optional[Sequence[str]], protocol: str = "medfusion") -> List[str]:
+    registry = PROTOCOLS[check_protocol(protocol)]
     if names is None:
-        return list(METRICS)
-    lookup = {n.lower(): n for n in METRICS}
+        return list(registry)
+    lookup = {n.lower(): n for n in registry}
     unknown = [n for n in names if n.lower() not in lookup]
     if unknown:
-        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(METRICS)}.")
+        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))} for the {protocol} protocol; "
+                         f"choose from: {', '.join(registry)}.")
     return list(dict.fromkeys(lookup[n.lower()] for n in names))
 
 
@@ -127,17 +150,22 @@ class _BatchClock:
 
 
 def _score_one(task):
-    a, b, fused, names = task
-    return evaluate_all(a, b, fused, names)
+    a, b, fused_images, names, protocol = task
+    if protocol == cddfuse.PROTOCOL:
+        return [cddfuse.score(a, b, fused, names) for fused in fused_images]
+    # One SourcePair per slice: the sources' share of the metrics is computed once for all methods.
+    sources = SourcePair(a, b)
+    return [sources.score(fused, names) for fused in fused_images]
 
 
 class Scorer:
     """Scores (a, b, fused) slices, in this process or in a pool of ``jobs`` worker processes."""
 
-    def __init__(self, metrics: Sequence[str], jobs: int = 1):
+    def __init__(self, metrics: Sequence[str], jobs: int = 1, protocol: str = "medfusion"):
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, not {jobs}.")
         self.metrics, self.jobs, self._pool = list(metrics), jobs, None
+        self.protocol = check_protocol(protocol)
 
     def __enter__(self):
         if self.jobs > 1:
@@ -153,20 +181,17 @@ class Scorer:
             self._pool.shutdown(cancel_futures=True)
         return False
 
-    def score(self, a: np.ndarray, b: np.ndarray, fused: np.ndarray, bar=None) -> List[Dict[str, float]]:
-        tasks = [(a[i], b[i], fused[i], self.metrics) for i in range(len(fused))]
-        if self._pool is None:
-            out = []
-            for task in tasks:
-                out.append(_score_one(task))
-                if bar is not None:
-                    bar.update(1)
-            return out
+    def score(self, a: np.ndarray, b: np.ndarray, fused: Sequence[np.ndarray], bar=None) -> List[List[Dict[str, float]]]:
+        """Scores of slice i of every fused stack in ``fused`` (one per method) against a[i], b[i]:
+        out[i][k] is the metrics dict of fused[k][i]."""
+        tasks = [(a[i], b[i], [stack[i] for stack in fused], self.metrics, self.protocol) for i in range(len(a))]
+        results = map(_score_one, tasks) if self._pool is None else \
+            self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs)))
         out = []
-        for result in self._pool.map(_score_one, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs))):
+        for result in results:
             out.append(result)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(fused))
         return out
 
 
@@ -184,6 +209,11 @@ def to_display(fused: np.ndarray, colour: bool) -> np.ndarray:
     return fused.astype(np.float32) / 255.0 if colour else np.clip(fused, 0.0, 1.0)
 
 
+def saved_grey(array: np.ndarray) -> np.ndarray:
+    """A [0, 1] grey image as save_png writes it: 8-bit, rounded in float64."""
+    return np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
 def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     """8-bit PNG (RGB for a colour fusion), written to a temporary name and renamed into place."""
     import os
@@ -194,30 +224,11 @@ def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     if colour:
         data = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
     else:
-        data = np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+        data = saved_grey(array)
     staging = path.with_name(f".{path.stem}.tmp.png")
     if not cv2.imwrite(str(staging), data):
         raise InputError(f"Could not write '{path}'.")
     os.replace(staging, path)
-
-
-class _Bar:
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.bar = None
-        if enabled:
-            import sys
-
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="slice", desc=label, file=sys.stderr, leave=False)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # ---------------------------------------------------------------------------------- the fusion loop
@@ -236,21 +247,31 @@ class _Job:
     name_a: str
     name_b: str
     sliced_dim: int  # the sitk index dimension (0 i, 1 j, 2 k) that runs across the slices
+    grey_sources: Optional[Tuple[np.ndarray, np.ndarray]] = None  # CDDFuse protocol: the files' 8-bit greys
 
 
 class Runner:
     def __init__(self, methods: Sequence[str], metrics: Optional[Sequence[str]] = None, device: str = "auto",
                  batch_size: Optional[int] = None, preset_a="auto", preset_b="auto", jobs: int = 1,
-                 save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False):
-        self.methods = check_methods(methods)
-        self.metrics = check_metrics(metrics)
+                 save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False,
+                 protocol: str = "medfusion"):
+        self.specs = method_specs(methods)
+        self.methods = list(self.specs)
+        self.protocol = check_protocol(protocol)
+        self.metrics = check_metrics(metrics, protocol)
         self.device, self.batch_size = device, batch_size
         self.preset_a, self.preset_b = preset_a, preset_b
+        # Each method's settings, checked once; a job only adds its axis and source names.
+        self.settings = {label: FusionSettings.create(
+            method=method, method_options=options, preset_a=preset_a, preset_b=preset_b, device=device,
+            batch_size=batch_size, edges=False, return_sources=True, check_registration=False)
+            for label, (method, options) in self.specs.items()}  # scores methods; fuse checks registration
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, not {jobs}.")
         self.jobs, self.save_fused = jobs, save_fused
         self.say = say or (lambda message: None)
         self.progress_bars = progress_bars
+        self.overall = Bar(False, 0, "")  # replaced by begin() once the number of results is known
         self.rows: List[dict] = []
         self.warnings: List[str] = []
         self.colour_groups: List[str] = []
@@ -263,21 +284,24 @@ class Runner:
         return sorted(self.rows, key=lambda r: (self._position[(r["pair"], r["image"])],
                                                 self.methods.index(r["method"])))
 
+    def begin(self, n_slices: int) -> None:
+        """Start the overall progress bar: ``n_slices`` slices to score, each with every method."""
+        self.overall.close()
+        self.overall = overall_bar(self.progress_bars, n_slices * len(self.methods))
+
+    def close_bars(self) -> None:
+        self.overall.close()
+
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
 
     def _fuse(self, job: _Job, label: str, clock: Optional[_BatchClock]):
-        from ..engine import fuse_volumes
-        from ..methods import REGISTRY
-        from ..methods.registry import parse_method_spec
+        from ..engine import fuse
 
-        method, options = parse_method_spec(label, REGISTRY)
-        return fuse_volumes(job.a, job.b, method=method, method_options=options, axis=job.axis,
-                            preset_a=self.preset_a,
-                            preset_b=self.preset_b, device=self.device, batch_size=self.batch_size, edges=False,
-                            cancel=clock.cancel if clock else None, progress=clock.progress if clock else None,
-                            name_a=job.name_a, name_b=job.name_b, return_sources=True)
+        settings = dataclasses.replace(self.settings[label], axis=job.axis, name_a=job.name_a, name_b=job.name_b)
+        return fuse(job.a, job.b, settings, cancel=clock.cancel if clock else None,
+                    progress=clock.progress if clock else None)
 
     def _warm_up(self, job: _Job, method: str) -> None:
         """Run ``method`` once on one slice so that imports and first-call set-up are not timed."""
@@ -299,9 +323,41 @@ class Runner:
     def run_job(self, job: _Job, scorer: Scorer) -> None:
         from ..geometry import slice_layout
 
-        layout = slice_layout(job.a, job.axis)
         for name in job.names:
             self._position.setdefault((job.group, name), len(self._position))
+        # Fuse with every method first, then score slice by slice, all methods at once, so that each slice's
+        # sources are prepared once.
+        seconds, groups = self._fuse_all(job, slice_layout(job.a, job.axis))
+        scores: Dict[str, List[Dict[str, float]]] = {}
+        started = time.perf_counter()
+        bar = Bar(self.progress_bars, len(job.keep) * len(self.methods), f"{job.group} scoring",
+                  overall=self.overall)
+        try:
+            for src_a, src_b, methods, greys in groups:
+                if self.protocol == cddfuse.PROTOCOL:
+                    src_a, src_b = job.grey_sources or (_grey255(src_a), _grey255(src_b))
+                per_slice = scorer.score(src_a, src_b, greys, bar)
+                for k, method in enumerate(methods):
+                    scores[method] = [row[k] for row in per_slice]
+        finally:
+            bar.close()
+        scoring = (time.perf_counter() - started) / max(1, len(job.keep) * len(self.methods))
+        for method in self.methods:
+            for i, name in enumerate(job.names):
+                self.rows.append({"pair": job.group, "image": name, "method": method,
+                                  "seconds": float(seconds[method][i]), **scores[method][i]})
+            self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
+                     f"{np.nanmean(seconds[method]):.4f} s/slice  scoring {scoring:.3f} s/slice")
+
+    def _fuse_all(self, job: _Job, layout):
+        """Fuse ``job`` with every method (saving and montage right away, keeping only the grey to score).
+
+        Returns per-slice seconds per method and the scoring groups (src_a, src_b, methods, greys): one in
+        practice, as the engine normalises the sources alike for every method; a method whose sources differ
+        anyway is scored against its own.
+        """
+        seconds: Dict[str, np.ndarray] = {}
+        groups: List[Tuple[np.ndarray, np.ndarray, List[str], List[np.ndarray]]] = []  # sources, methods, greys
         for method in self.methods:
             self._warm_up(job, method)
             clock = _BatchClock(job.a.GetSize()[job.sliced_dim])
@@ -315,25 +371,33 @@ class Runner:
                 self.colour_groups.append(job.group)
             fused = layout.to_slices(sitk.GetArrayFromImage(result.fused))[job.keep]
             src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s))[job.keep] for s in result.sources)
-            seconds = clock.per_slice[job.keep]
-            grey = fused_luminance(fused, colour)
-
-            started = time.perf_counter()
-            bar = _Bar(self.progress_bars, len(job.keep), f"{job.group} {method}")
-            try:
-                scores = scorer.score(src_a, src_b, grey, bar)
-            finally:
-                bar.close()
+            seconds[method] = clock.per_slice[job.keep]
             for i, index in enumerate(job.keep):
-                name = job.names[i]
-                self.rows.append({"pair": job.group, "image": name, "method": method,
-                                  "seconds": float(seconds[i]), **scores[i]})
                 if self.save_fused is not None:
-                    save_png(fused[i], self.save_fused / method / job.group / f"{Path(name).stem}.png", colour)
+                    save_png(fused[i], self.save_fused / method / job.group / f"{Path(job.names[i]).stem}.png",
+                             colour)
                 if int(index) in job.montage:
                     job.montage[int(index)].fused[method] = to_display(fused[i], colour)
-            self.say(f"{job.group:<12} {method:<10} {len(job.keep):>4} slice(s)  fusion "
-                     f"{np.nanmean(seconds):.4f} s/slice  scoring {time.perf_counter() - started:.1f} s")
+            grey = protocol_grey(fused, colour) if self.protocol == cddfuse.PROTOCOL else fused_luminance(fused, colour)
+            group = next((g for g in groups if np.array_equal(g[0], src_a) and np.array_equal(g[1], src_b)), None)
+            if group is None:
+                group = (src_a, src_b, [], [])
+                groups.append(group)
+            group[2].append(method)
+            group[3].append(grey)
+        return seconds, groups
+
+
+def _grey255(sources: np.ndarray) -> np.ndarray:
+    """Engine-normalised [0, 1] sources as 8-bit grey levels (0-255 floats)."""
+    return saved_grey(sources).astype(np.float64)
+
+
+def protocol_grey(fused: np.ndarray, colour: bool) -> np.ndarray:
+    """The saved 8-bit fused slices as the CDDFuse scorer reads them (colour -> OpenCV grey), 0-255 floats."""
+    if colour:
+        return np.stack([cddfuse.cddfuse_grey(np.asarray(f, dtype=np.uint8)) for f in fused])
+    return saved_grey(fused).astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------ the two modes
@@ -360,6 +424,14 @@ def _as_volume(stack: np.ndarray) -> sitk.Image:
     return sitk.GetImageFromArray(stack, isVector=stack.ndim == 4)
 
 
+def _file_greys(runner: Runner, stack_a: np.ndarray, stack_b: np.ndarray):
+    """The CDDFuse protocol scores the source files' own 8-bit greys (colour via OpenCV's BGR -> grey); other
+    data (not 8-bit) is scored on the engine-normalised sources in 8 bits."""
+    if runner.protocol != cddfuse.PROTOCOL or stack_a.dtype != np.uint8 or stack_b.dtype != np.uint8:
+        return None
+    return tuple(np.stack([cddfuse.cddfuse_grey(image) for image in stack]) for stack in (stack_a, stack_b))
+
+
 def _display_source(stack: np.ndarray, index: int) -> np.ndarray:
     image = stack[index].astype(np.float32)
     return image / 255.0 if stack.dtype == np.uint8 else (image - image.min()) / max(np.ptp(image), 1e-12)
@@ -374,7 +446,8 @@ def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
     started = time.perf_counter()
     montage: List[MontageRow] = []
     shapes = []
-    with Scorer(runner.metrics, runner.jobs) as scorer:
+    runner.begin(sum(len(folder.pairs) for folder in folders))
+    with Scorer(runner.metrics, runner.jobs, runner.protocol) as scorer:
         for folder in folders:
             pairs = folder.pairs
             stack_a = _read_stack([p.path_a for p in pairs], f"{folder.name}/{folder.modality_a}")
@@ -388,7 +461,7 @@ def evaluate_pairs(folders: Sequence[PairFolder], runner: Runner) -> Evaluation:
             job = _Job(group=folder.name, a=_as_volume(stack_a), b=_as_volume(stack_b), axis="axial",
                        names=[p.name for p in pairs], keep=np.arange(len(pairs)), montage={middle: row},
                        name_a=f"{folder.name}/{folder.modality_a}", name_b=f"{folder.name}/{folder.modality_b}",
-                       sliced_dim=2)
+                       sliced_dim=2, grey_sources=_file_greys(runner, stack_a, stack_b))
             runner.run_job(job, scorer)
     groups = [f.name for f in folders]
     notes = [f"{f.name}: {len(f.pairs)} pair(s); reference (engine's A) = {f.modality_a}, "
@@ -422,7 +495,8 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
     from ..engine import fuse_volumes
 
     probe = fuse_volumes(a, b, method="average", axis=axis, preset_a=runner.preset_a, preset_b=runner.preset_b,
-                         device="cpu", edges=False, name_a=name_a, name_b=name_b, return_sources=True)
+                         device="cpu", edges=False, name_a=name_a, name_b=name_b, return_sources=True,
+                         check_registration=False)
     layout = slice_layout(a, axis)
     src_a, src_b = (layout.to_slices(sitk.GetArrayFromImage(s)) for s in probe.sources)
     content = [(s >= CONTENT_LEVEL).mean(axis=(1, 2)) >= CONTENT_FRACTION for s in (src_a, src_b)]
@@ -442,7 +516,8 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
                for i in montage_at[:MONTAGE_SLICES_PER_VOLUME]}
     job = _Job(group=group, a=a, b=b, axis=axis, names=names, keep=keep, montage=montage,
                name_a=name_a, name_b=name_b, sliced_dim=2 - layout.array_axis)
-    with Scorer(runner.metrics, runner.jobs) as scorer:
+    runner.begin(len(keep))
+    with Scorer(runner.metrics, runner.jobs, runner.protocol) as scorer:
         runner.run_job(job, scorer)
     notes = [f"{group}: {len(keep)} of {src_a.shape[0]} {axis} slice(s) scored (those where at least "
              f"{CONTENT_FRACTION:.0%} of the pixels of both normalised sources reach {CONTENT_LEVEL:g}{', every ' + str(every) + 'th' if every > 1 else ''}"
@@ -455,11 +530,15 @@ def evaluate_volumes(path_a, path_b, runner: Runner, axis: str = "axial", every:
 def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluation:
     import torch
 
+    runner.close_bars()
     notes = list(notes) + [SAVED_NOTE]
     if runner.colour_groups:
         notes.append(COLOUR_NOTE + f" ({', '.join(runner.colour_groups)})")
+    if runner.protocol == cddfuse.PROTOCOL:
+        notes.append(CDDFUSE_NOTE)
     settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size,
                 "torch_threads": torch.get_num_threads(), "preset_a": runner.preset_a, "preset_b": runner.preset_b}
     return Evaluation(rows=runner.sorted_rows(), methods=runner.methods, metrics=runner.metrics, groups=list(groups),
                       notes=notes, warnings=runner.warnings, montage=montage,
-                      slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started)
+                      slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started,
+                      protocol=runner.protocol)

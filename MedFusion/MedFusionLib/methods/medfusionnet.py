@@ -1,5 +1,5 @@
 r"""MedFusion-Net: MedFusion's own small, fast fusion network (inference only; training in
-``MedFusionLib/training_medfusionnet.py``).
+``MedFusionTraining/medfusionnet.py``).
 
 The fused image is a per-pixel convex mix of the two sources plus a small bounded correction:
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._network import count_parameters, fuse_function, load_trained  # noqa: F401 (count_parameters: API)
+from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
 ARCHITECTURE = ("medfusionnet-v1: x=(a,b,a-b,|Sa|,|Sb|); local 5-12-12 @1; context avgpool4, 5-16-16(d2)-16(d4); "
@@ -102,9 +102,10 @@ def flops_per_pixel() -> float:
 
 def load_model(device="cpu", weights_dir=None) -> MedFusionNet:
     """MedFusion-Net with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    return load_trained(MedFusionNet(), "medfusionnet", device, weights_dir)
+    return with_shipped_weights(MedFusionNet(), "medfusionnet", device, weights_dir)
 
 
-def build(device, *, weights_dir=None):
-    """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
-    return fuse_function(load_model(device, weights_dir))
+def build(device, *, weights_dir=None) -> FusionMethod:
+    """Method factory (see registry.py)."""
+    model = load_model(device, weights_dir)
+    return FusionMethod("medfusionnet", model.fuse, model, device)

@@ -7,7 +7,9 @@ grey levels (EN, SD, SF, AG, EI, MI, PSNR, VIFF, ...) convert to the 0-255 scale
 
 ``METRICS`` maps each name to ``MetricSpec(function, higher_is_better, description)``; every registry
 function has the uniform signature ``fn(a, b, fused, data_range=None) -> float`` (single-image metrics
-look at ``fused`` only). :func:`evaluate_all` runs them on one (a, b, fused) triple of [0, 1] images.
+look at ``fused`` only). :func:`evaluate_all` runs them on one (a, b, fused) triple of [0, 1] images;
+:class:`SourcePair` scores many fused images against the same sources, computing the sources' share once
+(:mod:`.scoring`; same code, same numbers).
 
 Name          Convention (one line each; details in each function's docstring)
 EN            entropy of the 256-level histogram of F, bits, [0, 8]
@@ -37,15 +39,10 @@ from typing import Callable, Dict, Iterable, NamedTuple, Optional
 from ..errors import InputError
 from ._common import RANGE_TOLERANCE, prepare, to_gray255
 from .gradient import average_gradient, edge_intensity, qabf, spatial_frequency
-from .information import (
-    entropy,
-    feature_mutual_information,
-    fmi_gradient,
-    fmi_pixel,
-    mutual_information,
-    normalized_mutual_information,
-)
+from .fmi import feature_mutual_information, fmi_gradient, fmi_pixel
+from .information import entropy, mutual_information, normalized_mutual_information
 from .intensity import correlation_coefficient, psnr, scd, standard_deviation
+from .scoring import PREPARED_METRICS, SourcePair
 from .structural import q_y, ssim, ssim_mean, ssim_sum, viff
 
 
@@ -100,13 +97,15 @@ def evaluate_all(a, b, fused, names: Optional[Iterable[str]] = None) -> Dict[str
         raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(METRICS)}.")
     # Validate once up front so a bad input fails with one clear message, before any work is done.
     prepare(a, b, fused, data_range=1.0)
-    return {name: float(METRICS[name].function(a, b, fused, data_range=1.0)) for name in selected}
+    return SourcePair(a, b).score(fused, selected)
 
 
 __all__ = [
     "METRICS",
     "MetricSpec",
+    "PREPARED_METRICS",
     "RANGE_TOLERANCE",
+    "SourcePair",
     "average_gradient",
     "correlation_coefficient",
     "edge_intensity",

@@ -112,3 +112,28 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     if denom == 0.0:
         return 0.0
     return float(np.sum(dx * dy) / denom)
+
+
+class Prepared:
+    """One image on the 0-255 scale with a cache of what metrics derive from it.
+
+    The evaluation scores every method's fused image against the same two sources: a source's
+    derivations (Sobel edges, local moments, VIFF pyramid, FMI window pdfs, histogram) are computed once
+    and reused, and metrics that share a derivation of the fused image (SSIM and SSIM_mean, MI and NMI)
+    compute it once. ``memo`` keys may contain another Prepared (by identity) for pair quantities.
+    """
+
+    __slots__ = ("values", "_memo")
+
+    def __init__(self, values255: np.ndarray):
+        self.values = values255
+        self._memo = {}
+
+    def memo(self, key, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
+    def shape(self):
+        return self.values.shape

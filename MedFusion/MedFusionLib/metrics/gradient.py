@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import prepare, sobel
+from ._common import Prepared, prepare, sobel
 
 
 def spatial_frequency(img, data_range=None) -> float:
@@ -15,7 +15,11 @@ def spatial_frequency(img, data_range=None) -> float:
     is over the differences that exist (the textbook 1/(MN) differs by a factor (N-1)/N, < 0.4% at 256).
     Divide by 255 for the value on [0, 1] data.
     """
-    (f,) = prepare(img, data_range=data_range)
+    return spatial_frequency_prepared(Prepared(prepare(img, data_range=data_range)[0]))
+
+
+def spatial_frequency_prepared(img: Prepared) -> float:
+    f = img.values
     row_frequency_sq = np.mean(np.diff(f, axis=1) ** 2) if f.shape[1] > 1 else 0.0
     column_frequency_sq = np.mean(np.diff(f, axis=0) ** 2) if f.shape[0] > 1 else 0.0
     return float(np.sqrt(row_frequency_sq + column_frequency_sq))
@@ -28,7 +32,11 @@ def average_gradient(img, data_range=None) -> float:
     forward differences (the textbook form, e.g. Cui et al. 2015, Opt. Commun. 341). VIFB's MATLAB code
     uses central differences instead; the values differ slightly. Divide by 255 for [0, 1] data.
     """
-    (f,) = prepare(img, data_range=data_range, min_size=2)
+    return average_gradient_prepared(Prepared(prepare(img, data_range=data_range, min_size=2)[0]))
+
+
+def average_gradient_prepared(img: Prepared) -> float:
+    f = img.values
     dx = f[:-1, 1:] - f[:-1, :-1]
     dy = f[1:, :-1] - f[:-1, :-1]
     return float(np.mean(np.sqrt((dx * dx + dy * dy) / 2.0)))
@@ -41,8 +49,11 @@ def edge_intensity(img, data_range=None) -> float:
     (as VIFB's metricsEdge_intensity.m; Rajalingam & Priya 2018). Divide by 255 for [0, 1] data
     (some papers, e.g. FusionCINN's table, report it that way).
     """
-    (f,) = prepare(img, data_range=data_range)
-    gx, gy = sobel(f, pad_mode="edge")
+    return edge_intensity_prepared(Prepared(prepare(img, data_range=data_range)[0]))
+
+
+def edge_intensity_prepared(img: Prepared) -> float:
+    gx, gy = sobel(img.values, pad_mode="edge")
     return float(np.mean(np.hypot(gx, gy)))
 
 
@@ -63,11 +74,20 @@ def _strength_and_orientation(img: np.ndarray):
     return strength, orientation
 
 
+def _edges(img: Prepared):
+    return img.memo("qabf_edges", lambda: _strength_and_orientation(img.values))
+
+
 def _edge_preservation(g_src, a_src, g_fus, a_fus) -> np.ndarray:
     """Q^{XF}: how well F keeps X's edge strength and orientation at each pixel (Xydeas & Petrovic eq. 3-5)."""
     larger = np.maximum(g_src, g_fus)
     # Relative strength min/max; 1 where both are 0 (weight g_src = 0 there anyway).
     relative_strength = np.where(larger == 0, 1.0, np.minimum(g_src, g_fus) / np.where(larger == 0, 1.0, larger))
+    return edge_preservation_of(relative_strength, a_src, a_fus)
+
+
+def edge_preservation_of(relative_strength, a_src, a_fus) -> np.ndarray:
+    """Q^{XF} from the relative edge strength G^{XF} and the two orientation maps (the two sigmoids)."""
     relative_orientation = 1.0 - np.abs(a_src - a_fus) / (np.pi / 2)
     q_strength = QABF_GAMMA_G / (1.0 + np.exp(QABF_KAPPA_G * (relative_strength - QABF_SIGMA_G)))
     q_orientation = QABF_GAMMA_A / (1.0 + np.exp(QABF_KAPPA_A * (relative_orientation - QABF_SIGMA_A)))
@@ -88,10 +108,14 @@ def qabf(a, b, fused, data_range=None) -> float:
     (not 1) where g_A == g_F exactly; we follow the paper's ratio. Scale invariant.
     Returns NaN when neither source has any gradient (the weights are all zero).
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range)
-    g_a, a_a = _strength_and_orientation(x)
-    g_b, a_b = _strength_and_orientation(y)
-    g_f, a_f = _strength_and_orientation(f)
+    return qabf_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range)))
+
+
+def qabf_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    """:func:`qabf` of prepared images (each image's Sobel strength and orientation computed once)."""
+    g_a, a_a = _edges(x)
+    g_b, a_b = _edges(y)
+    g_f, a_f = _edges(f)
     w_a, w_b = g_a**QABF_L, g_b**QABF_L
     denominator = np.sum(w_a + w_b)
     if denominator == 0:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import pearson, prepare
+from ._common import Prepared, pearson, prepare
 
 
 def standard_deviation(img, data_range=None) -> float:
@@ -12,8 +12,11 @@ def standard_deviation(img, data_range=None) -> float:
     SD = sqrt( 1/(MN) sum_ij (F_ij - mean(F))^2 )  (population form, ddof = 0). Range [0, 127.5].
     Divide by 255 for the value on [0, 1] data.
     """
-    (f,) = prepare(img, data_range=data_range)
-    return float(np.std(f))
+    return standard_deviation_prepared(Prepared(prepare(img, data_range=data_range)[0]))
+
+
+def standard_deviation_prepared(f: Prepared) -> float:
+    return float(np.std(f.values))
 
 
 def psnr(a, b, fused, data_range=None) -> float:
@@ -25,7 +28,11 @@ def psnr(a, b, fused, data_range=None) -> float:
     bright the fused image happens to be. Identical to 10 log10(1 / mean MSE) on [0, 1] data.
     Returns +inf when both MSEs are 0 (only possible if A == B == F).
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range)
+    return psnr_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range)))
+
+
+def psnr_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    x, y, f = x.values, y.values, f.values
     mse = 0.5 * (np.mean((x - f) ** 2) + np.mean((y - f) ** 2))
     if mse == 0:
         return float("inf")
@@ -38,8 +45,11 @@ def correlation_coefficient(a, b, fused, data_range=None) -> float:
     CC = (r(A, F) + r(B, F)) / 2, r = Pearson correlation over all pixels. Range [-1, 1];
     a term involving a constant image (undefined correlation) counts as 0. Scale invariant.
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range)
-    return 0.5 * (pearson(x, f) + pearson(y, f))
+    return correlation_coefficient_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range)))
+
+
+def correlation_coefficient_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    return 0.5 * (pearson(x.values, f.values) + pearson(y.values, f.values))
 
 
 def scd(a, b, fused, data_range=None) -> float:
@@ -50,5 +60,9 @@ def scd(a, b, fused, data_range=None) -> float:
     of differences", AEU 69(12)). F - B is the information F carries that B does not, so it should
     correlate with A. Range [-2, 2]; a term with a constant image counts as 0. Scale invariant.
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range)
+    return scd_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range)))
+
+
+def scd_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    x, y, f = x.values, y.values, f.values
     return pearson(f - y, x) + pearson(f - x, y)

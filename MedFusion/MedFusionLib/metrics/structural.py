@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import filter_valid, gaussian_kernel_1d, prepare
+from ._common import Prepared, filter_valid, gaussian_kernel_1d, prepare
 
 # ---------------------------------------------------------------------------------------------- SSIM
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
-def _local_moments(x: np.ndarray, y: np.ndarray, kernel: np.ndarray):
+def _mean_and_variance(img: Prepared, kernel: np.ndarray):
+    """Local mean and variance of one image under a Gaussian window, 'valid' positions (computed once)."""
+    def compute():
+        mu = filter_valid(img.values, kernel)
+        return mu, filter_valid(img.values * img.values, kernel) - mu * mu
+
+    return img.memo(("moments", kernel.tobytes()), compute)
+
+
+def _local_moments(x: Prepared, y: Prepared, kernel: np.ndarray):
     """Local means, variances and covariance under a Gaussian window, 'valid' positions only."""
-    mu_x, mu_y = filter_valid(x, kernel), filter_valid(y, kernel)
-    var_x = filter_valid(x * x, kernel) - mu_x * mu_x
-    var_y = filter_valid(y * y, kernel) - mu_y * mu_y
-    cov = filter_valid(x * y, kernel) - mu_x * mu_y
+    (mu_x, var_x), (mu_y, var_y) = _mean_and_variance(x, kernel), _mean_and_variance(y, kernel)
+    cov = filter_valid(x.values * y.values, kernel) - mu_x * mu_y
     return mu_x, mu_y, var_x, var_y, cov
 
 
@@ -35,9 +42,16 @@ def ssim(x, y, data_range=None) -> float:
     Wang's ssim.m and skimage's structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=full scale). Higher is better, range [-1, 1].
     """
-    u, v = prepare(x, y, data_range=data_range, min_size=SSIM_WINDOW)
-    kernel = gaussian_kernel_1d(SSIM_WINDOW, SSIM_SIGMA)
-    return float(np.mean(_ssim_map(u, v, kernel, (SSIM_K1 * 255.0) ** 2, (SSIM_K2 * 255.0) ** 2)))
+    return ssim_prepared(*map(Prepared, prepare(x, y, data_range=data_range, min_size=SSIM_WINDOW)))
+
+
+def ssim_prepared(x: Prepared, y: Prepared) -> float:
+    """:func:`ssim` of prepared images (computed once per pair; each image's local moments once)."""
+    def compute():
+        kernel = gaussian_kernel_1d(SSIM_WINDOW, SSIM_SIGMA)
+        return float(np.mean(_ssim_map(x, y, kernel, (SSIM_K1 * 255.0) ** 2, (SSIM_K2 * 255.0) ** 2)))
+
+    return y.memo(("ssim", x), compute)
 
 
 def ssim_sum(a, b, fused, data_range=None) -> float:
@@ -45,7 +59,11 @@ def ssim_sum(a, b, fused, data_range=None) -> float:
 
     See :func:`ssim` for the window and constants. Range [-2, 2].
     """
-    return ssim(a, fused, data_range) + ssim(b, fused, data_range)
+    return ssim_sum_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range, min_size=SSIM_WINDOW)))
+
+
+def ssim_sum_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    return ssim_prepared(x, f) + ssim_prepared(y, f)
 
 
 def ssim_mean(a, b, fused, data_range=None) -> float:
@@ -54,6 +72,10 @@ def ssim_mean(a, b, fused, data_range=None) -> float:
     The convention of tables reporting SSIM below 1 (e.g. MFEnet's 0.74); see :func:`ssim`.
     """
     return 0.5 * ssim_sum(a, b, fused, data_range)
+
+
+def ssim_mean_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    return 0.5 * ssim_sum_prepared(x, y, f)
 
 
 # ----------------------------------------------------------------------------------------------- Q_Y
@@ -92,9 +114,13 @@ def q_y(a, b, fused, data_range=None) -> float:
     metric for image fusion", Inf. Fusion 9(2).) Local variances below 1e-10 (0-255 units) count as 0.
     Returns NaN when both sources are flat everywhere.
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range, min_size=QY_WINDOW)
+    return q_y_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range, min_size=QY_WINDOW)))
+
+
+def q_y_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    """:func:`q_y` of prepared images (the sources' SSIM map and local moments computed once)."""
     kernel = gaussian_kernel_1d(QY_WINDOW, QY_SIGMA)
-    ssim_ab, var_a, var_b = _yang_ssim_map(x, y, kernel)
+    ssim_ab, var_a, var_b = x.memo(("yang", y), lambda: _yang_ssim_map(x, y, kernel))
     ssim_af, _, _ = _yang_ssim_map(x, f, kernel)
     ssim_bf, _, _ = _yang_ssim_map(y, f, kernel)
     defined = (var_a + var_b) > 0
@@ -115,16 +141,28 @@ VIFF_MIN_SIZE = 41  # smallest side for which all four scales keep at least one 
 _EPS = 1e-10
 
 
-def _viff_scale_maps(ref: np.ndarray, dist: np.ndarray):
-    """Per scale: (VID, VIND, g) maps of source ``ref`` against fused ``dist`` (Sheikh & Bovik's GSM model)."""
+def _viff_kernel(scale: int) -> np.ndarray:
+    n = 2 ** (4 - scale + 1) + 1  # 17, 9, 5, 3
+    return gaussian_kernel_1d(n, n / 5.0)
+
+
+def _viff_pyramid(img: Prepared):
+    """The image at VIFF's 4 scales (low-pass then decimate by 2 for each next scale), computed once."""
+    def compute():
+        levels = [img]
+        for scale in range(2, 5):
+            levels.append(Prepared(filter_valid(levels[-1].values, _viff_kernel(scale))[::2, ::2]))
+        return levels
+
+    return img.memo("viff_pyramid", compute)
+
+
+def _viff_scale_maps(ref: Prepared, dist: Prepared, noise_var: float = VIFF_NOISE_VAR):
+    """Per scale: (VID, VIND, g) maps of source ``ref`` against fused ``dist`` (Sheikh & Bovik's GSM model),
+    visual noise variance ``noise_var`` (0-255 units)."""
     maps = []
-    for scale in range(1, 5):
-        n = 2 ** (4 - scale + 1) + 1  # 17, 9, 5, 3
-        kernel = gaussian_kernel_1d(n, n / 5.0)
-        if scale > 1:  # low-pass then decimate by 2 for the next scale
-            ref = filter_valid(ref, kernel)[::2, ::2]
-            dist = filter_valid(dist, kernel)[::2, ::2]
-        _, _, var_r, var_d, cov = _local_moments(ref, dist, kernel)
+    for scale, (ref_k, dist_k) in enumerate(zip(_viff_pyramid(ref), _viff_pyramid(dist)), start=1):
+        _, _, var_r, var_d, cov = _local_moments(ref_k, dist_k, _viff_kernel(scale))
         var_r = np.maximum(var_r, 0.0)
         var_d = np.maximum(var_d, 0.0)
         # Distortion channel dist = g * ref + v, v with variance sv_sq; the degenerate cases as in the reference.
@@ -141,8 +179,8 @@ def _viff_scale_maps(ref: np.ndarray, dist: np.ndarray):
         sv_sq = np.where(negative, var_d, sv_sq)
         g = np.where(negative, 0.0, g)
         sv_sq = np.maximum(sv_sq, _EPS)
-        vid = np.log10(1.0 + g * g * var_r / (sv_sq + VIFF_NOISE_VAR))
-        vind = np.log10(1.0 + var_r / VIFF_NOISE_VAR)
+        vid = np.log10(1.0 + g * g * var_r / (sv_sq + noise_var))
+        vind = np.log10(1.0 + var_r / noise_var)
         maps.append((vid, vind, g))
     return maps
 
@@ -160,7 +198,11 @@ def viff(a, b, fused, data_range=None) -> float:
     on visual information fidelity", Inf. Fusion 14(2).) Images need at least 41x41 pixels.
     Because of the tie rule it is symmetric in A and B only up to ties in g.
     """
-    x, y, f = prepare(a, b, fused, data_range=data_range, min_size=VIFF_MIN_SIZE)
+    return viff_prepared(*map(Prepared, prepare(a, b, fused, data_range=data_range, min_size=VIFF_MIN_SIZE)))
+
+
+def viff_prepared(x: Prepared, y: Prepared, f: Prepared) -> float:
+    """:func:`viff` of prepared images (each image's pyramid and local moments computed once)."""
     per_scale = []
     for (vid_a, vind_a, g_a), (vid_b, vind_b, g_b) in zip(_viff_scale_maps(x, f), _viff_scale_maps(y, f)):
         take_a = g_a < g_b

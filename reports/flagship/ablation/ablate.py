@@ -3,15 +3,16 @@ every 4th validation pair. Runs go to runs/ablation/ (relative to the working di
 
 As run (reports/flagship/README.md quotes its output), e.g.
     CDDFUSE_SCORER=<MedFusion folder> python ablate.py 300 '{"C_i1_g4": {"structure": 0}}'
-A config maps a name to loss-weight overrides of training_medfusionnet.LOSS_WEIGHTS; "_residual" sets
+A config maps a name to loss-weight overrides of MedFusionTraining.medfusionnet.LOSS_WEIGHTS; "_residual" sets
 medfusionnet.RESIDUAL for that run (the runs before the switch to 0.05 used the then default 0.1).
 """
 import sys, json, time, numpy as np, torch
 import os, pathlib; REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts")); sys.path.insert(0, str(REPO / "MedFusion"))
 import cddfuse_table as T
-from MedFusionLib import data_split, training
-from MedFusionLib.training_medfusionnet import trainable
+from MedFusionLib import data_split
+from MedFusionTraining import training
+from MedFusionTraining.medfusionnet import trainable
 from MedFusionLib.methods.medfusionnet import MedFusionNet
 torch.set_num_threads(1)
 sc = T.load_scorer(os.environ.get("CDDFUSE_SCORER"))  # a MedFusion folder with metrics/cddfuse.py; unset once merged

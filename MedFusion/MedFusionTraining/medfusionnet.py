@@ -18,7 +18,7 @@ from typing import Dict
 import torch
 from torch.nn import functional as F
 
-from .methods.medfusionnet import ARCHITECTURE, MedFusionNet, sobel
+from MedFusionLib.methods.medfusionnet import ARCHITECTURE, MedFusionNet, sobel
 
 LOSS_WEIGHTS: Dict[str, float] = {"intensity": 1.0, "gradient": 8.0, "structure": 0.0, "scd": 0.05, "contrast": 0.0}
 CONTRAST_MARGIN = 1.03  # the contrast term asks for a standard deviation 3% above pixel-max's
@@ -75,7 +75,7 @@ def pair_batch(patches: torch.Tensor, rng) -> dict:
 
 def trainable(weights: Dict[str, float] = None):
     """The Trainable of MedFusion-Net (see MedFusionLib.training); ``weights`` overrides LOSS_WEIGHTS."""
-    from .methods.fusioncinn import validate_qabf
+    from .fusioncinn import validate_qabf
     from .training import Recipe, Trainable
 
     weights = dict(LOSS_WEIGHTS, **(weights or {}))
