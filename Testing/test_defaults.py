@@ -59,8 +59,7 @@ def test_option_defaults_are_declared_once_and_match_the_factories():
 
 
 def test_the_defaults_are_the_winners_of_the_measured_table():
-    rows = read_rows([REPO / "reports" / "results" / "results.csv", REPO / "reports" / "defaults" / "results.csv"],
-                     choose_defaults.LABELS_2026_11_21)
+    rows = read_rows(list(choose_defaults.MEASURED), choose_defaults.LABELS_2026_11_21)
     ranks = rank_methods(rows)
     assert len(ranks) >= 16
     # The measured cleanliness: of the variants ranked ahead of the default, none looks clean.

@@ -77,4 +77,4 @@ REGISTRY = Registry([
 
 # The method used when none is named (CLI, demo, Slicer): the best mean rank over the 17 metrics on the validation
 # split among the variants that look clean (scripts/choose_defaults.py -> reports/defaults/defaults.md).
-DEFAULT_METHOD = "edpsn"
+DEFAULT_METHOD = "medfusionnet"
