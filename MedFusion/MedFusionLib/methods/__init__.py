@@ -45,7 +45,7 @@ REGISTRY = Registry([
                  "edge_weight": (0.0, "weight w of the Canny edges added to the fused image: default 0 = off (the "
                                       "paper's 1 saturates ~19% of the foreground white; reports/defaults/); "
                                       "the paper's setting: 1")},
-        reduced_precision=("bf16", "fp16")),
+        reduced_precision=("bf16", "fp16", "int8")),
     MethodInfo(
         name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
         summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "
