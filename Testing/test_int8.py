@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from MedFusionLib.acceleration import GUARD_PSNR_DB, plan_precision
+from MedFusionLib.acceleration import GUARD_PSNR_DB, cpu_has_native_bf16, plan_precision
 from MedFusionLib.data_split import list_pairs
 from MedFusionLib.engine import fuse_volumes
 from MedFusionLib.errors import InputError
@@ -15,9 +15,9 @@ from MedFusionLib.methods.edpsn import load_model as load_edpsn
 CPU = torch.device("cpu")
 
 
-def test_auto_picks_int8_for_mfenet_on_any_cpu_and_never_on_cuda():
+def test_auto_picks_int8_for_mfenet_without_native_bf16_and_never_on_cuda():
     mfenet = REGISTRY.get("mfenet").reduced_precision
-    assert plan_precision("auto", CPU, "network", mfenet).precision == "int8"
+    assert plan_precision("auto", CPU, "network", mfenet).precision == ("bf16" if cpu_has_native_bf16() else "int8")
     assert plan_precision("auto", torch.device("cuda"), "network", mfenet).precision == "fp16"
     with pytest.raises(InputError, match="int8 exists for MFEnet on the CPU only"):
         plan_precision("int8", torch.device("cuda"), "network", mfenet)
@@ -34,7 +34,7 @@ def test_the_engine_runs_mfenet_in_int8_within_the_guard(harvard_dir):
     pair = list_pairs(harvard_dir, split="val", folders=["CT-MRI"])[3]
     a, b = (sitk.ReadImage(str(p)) for p in (pair.path_a, pair.path_b))
     fp32 = fuse_volumes(a, b, method="mfenet", device="cpu", precision="fp32", edges=False)
-    auto = fuse_volumes(a, b, method="mfenet", device="cpu", edges=False)
+    auto = fuse_volumes(a, b, method="mfenet", device="cpu", precision="int8", edges=False)
     assert auto.precision == "int8" and "(int8)" in auto.summary()
     x, y = (sitk.GetArrayFromImage(r.fused).astype(np.float64) for r in (fp32, auto))
     psnr = 10 * np.log10(1.0 / np.mean((x - y) ** 2))
