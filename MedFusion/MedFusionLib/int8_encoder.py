@@ -13,7 +13,7 @@ Calibration (the activation ranges) uses slices of the built-in head phantom (ph
 rendered deterministically), never patient data, so the same weights give the same int8 network everywhere.
 Activation ranges are the plain min / max seen (not oneDNN's default histogram, which clips the tails): real
 images go beyond the phantom's tails, and clipping them cost accuracy. Worst of the guard's six real validation
-crops against float32: 42.3 dB with the histogram observer, 48.5 dB with min / max.
+crops against float32: 42.3 dB with the histogram observer, 47.9 dB with min / max.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ ENGINE = "onednn"
 
 @functools.lru_cache(maxsize=1)
 def calibration_slices():
-    """(N, 1, H, W) float32 in [0, 1]: every fourth slice of the phantom's CT, MR and PET, each scaled to [0, 1]."""
+    """(N, 1, H, W) float32 in [0, 1]: every eighth slice of the middle half of the phantom's CT, MR and PET, each
+    scaled to [0, 1] (13 slices: calibration took 2.0 s against 3.2 s with every fourth, for 47.9 against 48.5 dB)."""
     import SimpleITK as sitk
     import torch
 
@@ -39,7 +40,7 @@ def calibration_slices():
         array = sitk.GetArrayFromImage(image).astype(np.float32)
         array = (array - array.min()) / max(float(array.max() - array.min()), 1e-6)
         depth = array.shape[0]
-        slices += [torch.from_numpy(np.ascontiguousarray(array[z]))[None] for z in range(depth // 4, 3 * depth // 4, 4)]
+        slices += [torch.from_numpy(np.ascontiguousarray(array[z]))[None] for z in range(depth // 4, 3 * depth // 4, 8)]
     shape = max(s.shape[-2] for s in slices), max(s.shape[-1] for s in slices)
     padded = [torch.nn.functional.pad(s, (0, shape[1] - s.shape[-1], 0, shape[0] - s.shape[-2])) for s in slices]
     return torch.stack(padded)
