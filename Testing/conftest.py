@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 
-# As in the CLI: sleeping OpenMP threads keep torch fast when other processes share the cores.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from MedFusionLib.openmp import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # as in the CLI, before torch loads OpenMP
 
 from pathlib import Path  # noqa: E402
 

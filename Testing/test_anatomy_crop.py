@@ -40,7 +40,7 @@ def test_the_stroke_top_has_empty_slices_and_a_partial_bounding_box(stroke_top):
     per_slice = (t1 > 0).any(axis=(1, 2))
     assert per_slice[:5].all() and not per_slice[-4:].any()
     rows, cols = (t1 > 0).any(axis=(0, 2)), (t1 > 0).any(axis=(0, 1))
-    margin = anatomy_crop.MARGINS["mfenet"]
+    margin = REGISTRY.get("mfenet").crop_margin
     assert rows.sum() + 4 * margin < rows.size and cols.sum() + 4 * margin < cols.size
 
 
@@ -90,3 +90,24 @@ def test_only_local_methods_are_cropped():
     for method in ("pca", "laplacian", "dwt", "edpsn", "fusioncinn"):
         assert anatomy_crop.margin_for(method) is None
     assert anatomy_crop.margin_for("mfenet") == 11 and anatomy_crop.margin_for("average") == 0
+
+
+def test_the_margin_is_declared_on_the_registry_entry_and_none_by_default():
+    """A method whose entry declares no margin (a new network, say) is only spared its empty slices."""
+    from MedFusionLib.methods.registry import MethodInfo
+
+    undeclared = MethodInfo(name="x", title="X", kind="network", summary="", reference="", module="mfenet")
+    assert undeclared.margin() is None
+    for info in REGISTRY.infos():
+        assert info.margin() == anatomy_crop.margin_for(info.name)
+        assert info.margin() is None or info.margin() >= 0
+
+
+def test_crop_to_anatomy_is_a_checked_setting():
+    from MedFusionLib.errors import InputError
+    from MedFusionLib.settings import FusionSettings
+
+    assert FusionSettings.create().crop_to_anatomy is True
+    assert FusionSettings.create(crop_to_anatomy=False).crop_to_anatomy is False
+    with pytest.raises(InputError, match="crop_to_anatomy"):
+        FusionSettings.create(crop_to_anatomy="no")

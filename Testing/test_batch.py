@@ -26,6 +26,7 @@ pytest.importorskip("distributed", reason="dask[distributed] is the 'batch' extr
 import MedFusionLib  # noqa: E402
 from MedFusionLib.batch import CaseSpec, read_cohort, run_batch  # noqa: E402
 from MedFusionLib.batch.case import run_case  # noqa: E402
+from MedFusionLib.openmp import IDLE_THREADS_SLEEP  # noqa: E402
 from MedFusionLib.batch.manifest import settings_hash  # noqa: E402
 from MedFusionLib.cli import main  # noqa: E402
 from MedFusionLib.engine import fuse_volumes  # noqa: E402
@@ -219,7 +220,7 @@ def dask_cluster(tmp_path_factory):
     whose worker dies is not retried (allowed-failures 0), so that a dying worker fails its case at once."""
     tmp_path = tmp_path_factory.mktemp("dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0",
+    env = dict(os.environ, **IDLE_THREADS_SLEEP, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0",
                PYTHONPATH=os.pathsep.join([str(Path(MedFusionLib.__file__).parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
     common = dict(env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,

@@ -43,15 +43,11 @@ def test_every_classic_method_is_registered_with_a_reference():
 
 @pytest.mark.parametrize("name", CLASSIC)
 def test_classic_method_on_real_pairs(name, pairs):
+    """More detail than averaging (shape, range, untouched inputs, determinism: test_method_contract.py)."""
     fuse = REGISTRY.get(name).build(torch.device("cpu"))
     a = _batch(*(p[0] for p in pairs))
     b = _batch(*(p[1] for p in pairs))
-    a_before, b_before = a.clone(), b.clone()
     fused = fuse(a, b)
-    assert fused.shape == a.shape and fused.dtype == torch.float32
-    assert torch.equal(a, a_before) and torch.equal(b, b_before)  # inputs untouched
-    assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
-    assert torch.equal(fused, fuse(a, b))  # deterministic on CPU
     if name != "average":
         for index, (pa, pb) in enumerate(pairs):
             baseline = spatial_frequency((pa + pb) / 2)

@@ -29,7 +29,7 @@ def _label(method: str) -> str:
     options = REGISTRY.get(method).options
     if not options:
         return method
-    values = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, (v, _) in options.items()]
+    values = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in ((k, o.default) for k, o in options.items())]
     return f"{method}[{','.join(values)}]"
 
 
@@ -47,14 +47,15 @@ def test_option_defaults_are_declared_once_and_match_the_factories():
     for info in REGISTRY.infos():
         module = __import__(f"MedFusionLib.methods.{info.module}", fromlist=[info.factory])
         signature = inspect.signature(getattr(module, info.factory)).parameters
-        for option, (default, help_text) in info.options.items():
+        for option, declared in info.options.items():
+            default, help_text = declared.default, declared.help
             assert signature[option].default == default, (info.name, option)
             if info.kind == "network":
                 assert "paper" in help_text, (info.name, option)  # the paper's setting stays named
     parameters = {p.name: p.default for p in PARAMETERS}
     mfenet = REGISTRY.get("mfenet").options
-    assert parameters["fusionRule"] == mfenet["rule"][0]
-    assert parameters["edgeStrength"] == mfenet["edge_weight"][0] == 0.0
+    assert parameters["fusionRule"] == mfenet["rule"].default
+    assert parameters["edgeStrength"] == mfenet["edge_weight"].default == 0.0
 
 
 def test_the_defaults_are_the_winners_of_the_measured_table():

@@ -1,5 +1,6 @@
-"""The registration check on real volumes: a known shift is found, registered inputs pass, sts_001's MR warns;
-through the API, the CLI and the Slicer logic."""
+"""The registration check on real volumes: a known shift is found, registered inputs pass, sts_001's MR warns,
+and its PET (one PET/CT frame with the CT) does not, whole or cropped to a few slices; through the API and the
+CLI (the Slicer logic path is in test_slicer_logic.py)."""
 from __future__ import annotations
 
 import time
@@ -10,9 +11,14 @@ import SimpleITK as sitk
 
 from MedFusionLib.cli import main
 from MedFusionLib.engine import fuse_volumes
-from MedFusionLib.registration_check import check_registration
+from MedFusionLib.registration_check import _MIN_GAIN, check_registration
 
 SHIFT_MM = (3.0, -4.0, 3.5)  # LPS, |shift| = 6.1 mm
+
+
+@pytest.fixture(scope="module")
+def sts(sts_dir):
+    return {n: sitk.ReadImage(str(sts_dir / f"{n}.nii.gz")) for n in ("CT", "PET", "MR_T1")}
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +71,71 @@ def test_identical_grid_volumes_give_no_warning(stroke):
     assert not _shift_warnings(result.warnings)
 
 
-def test_sts_mr_against_ct_warns(sts_dir):
-    ct, mr = (sitk.ReadImage(str(sts_dir / f"{n}.nii.gz")) for n in ("CT", "MR_T1"))
-    result = fuse_volumes(ct, mr, method="average", edges=False)
-    assert result.registration_offset_mm > 6.0  # the data README: about 12 mm with a rigid MI registration
+def test_sts_mr_against_ct_warns(sts):
+    result = fuse_volumes(sts["CT"], sts["MR_T1"], method="average", edges=False)
+    # The data README: about 12 mm with a rigid MI registration.
+    assert 9.0 < result.registration_offset_mm < 15.0
     assert len(_shift_warnings(result.warnings)) == 1
+
+
+PET_CT_CROPS = {"full": (slice(None),) * 3, "6 slices": (slice(None), slice(None), slice(24, 30)),
+                "block": (slice(0, 120), slice(40, 160), slice(20, 32))}
+
+
+@pytest.mark.parametrize("crop", PET_CT_CROPS)
+def test_pet_against_its_own_ct_gives_no_warning(sts, crop):
+    """One PET/CT scan, one frame of reference: the check must not cry wolf, even on a crop of a few slices."""
+    ct = sts["CT"][PET_CT_CROPS[crop]]
+    started = time.perf_counter()
+    found = check_registration(ct, sts["PET"])
+    assert time.perf_counter() - started < 10.0
+    assert not found.misaligned and found.warning("CT", "PET") is None
+    # An estimate above the threshold that does not beat zero shift significantly is not reported as a shift.
+    assert found.reported_mm is None or found.reported_mm <= found.threshold_mm
+    assert found.reported_mm is not None or found.cannot_tell  # "cannot tell" always says why
+    if crop == "6 slices":  # 19.6 mm thick: z is not searched
+        assert found.searched_axes == (True, True, False)
+
+
+def test_api_gives_no_warning_on_the_pet_ct_crop_that_used_to_warn(sts):
+    result = fuse_volumes(sts["CT"][:, :, 24:30], sts["PET"], method="average", edges=False, name_a="CT",
+                          name_b="PET")
+    assert not _shift_warnings(result.warnings)  # it used to read 46 mm (a z shift out of the 6-slice crop)
+    assert result.registration_offset_mm is None  # the 46 mm estimate is gone; the check cannot tell
+
+
+@pytest.mark.parametrize("crop", [(slice(None), slice(None), slice(24, 30)),
+                                  (slice(20, 150), slice(20, 140), slice(20, 40))])
+def test_mr_crops_against_pet_give_no_warning(sts, crop):
+    """The PET shares too little structure with an MR crop for a trustworthy estimate: silence, not a guess."""
+    found = check_registration(sts["MR_T1"][crop], sts["PET"])
+    assert not found.misaligned
+
+
+def test_thin_overlap_is_not_searched_across_and_the_warning_says_so(sts):
+    """A 6-slice CT crop against the MR: the in-plane offset is still found, z is left out and said so."""
+    found = check_registration(sts["CT"][:, :, 24:30], sts["MR_T1"])
+    assert found.searched_axes == (True, True, False) and found.translation_mm[2] == 0.0
+    assert found.misaligned and found.gain >= _MIN_GAIN and 8.0 < found.offset_mm < 15.0
+    assert "not along CT's voxel axis k: the overlap is too thin there" in found.warning("CT", "MR")
+
+
+def test_single_slices_are_checked_in_plane(stroke):
+    """One oblique slice each (a 3D image of depth 1): no crash; the slab's normal (A's axis k) is not searched,
+    although the tilted slice spans more than 40 mm along LPS z; in-plane the pair reads aligned."""
+    t1, t2 = (image[:, :, 70:71] for image in stroke)
+    found = check_registration(t1, t2)
+    assert found.searched_axes[2] is False and not found.misaligned
+
+
+def test_no_common_structure_cannot_tell(stroke):
+    """T1 against noise on its own grid: no offset is reported at all (None), and no warning."""
+    t1 = stroke[0]
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).random(sitk.GetArrayViewFromImage(t1).shape)
+                                   .astype(np.float32))
+    noise.CopyInformation(t1)
+    found = check_registration(t1, noise)
+    assert found.offset_mm is None and found.reported_mm is None and found.warning("T1", "noise") is None
 
 
 def test_check_can_be_skipped_and_2d_pairs_are_not_checked(stroke, harvard_dir):

@@ -19,7 +19,7 @@ from MedFusionLib.fusion_job import CANCELLED, DONE, FAILED, exit_message
 from MedFusionLib.logic import MedFusionLogic
 from MedFusionLib.mrml_convert import voxel_array
 from MedFusionLib.selftest import edge_labels
-from test_slicer_logic import pet_mri, stroke  # noqa: F401  (fixtures: real volumes loaded through MRML)
+from test_slicer_logic import _translation, pet_mri, stroke  # noqa: F401  (fixtures: real volumes through MRML)
 
 LAPLACIAN = dict(method="laplacian", device="cpu", batchSize=16)  # 140 slices: 9 progress messages
 
@@ -141,8 +141,15 @@ def test_a_frozen_worker_is_stopped_after_the_stall_timeout(mrml, stroke, logic)
 def test_an_engine_error_in_the_worker_arrives_typed(mrml, stroke, logic):
     t1, t2 = stroke
     ids_before = mrml.node_ids()
-    job = logic.start(t1, t2, method="average", device="cpu", batchSize=0)  # refused by the engine, not before
+    # Settings are checked once, by start, before any process: a batch size of 0 never reaches a worker.
     with pytest.raises(InputError, match="Batch size must be at least 1"):
+        logic.start(t1, t2, method="average", device="cpu", batchSize=0)
+    assert mrml.node_ids() == ids_before and _left_behind(logic) == []
+    # What only the engine finds (B moved 5 m away: no overlap in physical space) is raised in the worker, typed.
+    t2.SetAndObserveTransformNodeID(_translation(mrml.scene, (5000.0, 0.0, 0.0)).GetID())
+    ids_before = mrml.node_ids()
+    job = logic.start(t1, t2, method="average", device="cpu")
+    with pytest.raises(InputError, match="do not overlap in physical space"):
         job.wait(timeout=120)
     assert mrml.node_ids() == ids_before and _left_behind(logic) == []
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see MedFusionLib.cli)
+from MedFusionLib.openmp import let_idle_threads_sleep  # noqa: E402
+
+let_idle_threads_sleep()  # before torch loads OpenMP
 
 import argparse  # noqa: E402
 import re  # noqa: E402

@@ -8,7 +8,7 @@
     python scripts/train.py mfenet --recipe paper --device cuda --out runs/mfenet-paper   # the paper's 60 epochs
 
 The machinery (data, split by case, sampling, loop, checkpoints, log.csv, validation, export) is in
-MedFusion/MedFusionLib/training.py; each network registers a Trainable there.
+MedFusion/MedFusionTraining/training.py; each network has its module there (MedFusionTraining/<name>.py).
 """
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    import MedFusionLib  # noqa: F401  (installed with pip install -e .)
-except ImportError:
-    sys.path.insert(0, str(REPO / "MedFusion"))
+sys.path.insert(0, str(REPO / "MedFusion"))  # this clone's packages, whatever an older install provides
 
-from MedFusionLib import training  # noqa: E402
+from MedFusionTraining import training  # noqa: E402
 
 
 def main(argv=None) -> int:

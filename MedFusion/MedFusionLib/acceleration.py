@@ -120,7 +120,7 @@ def plan_precision(precision: str, device, kind: str, allowed=()) -> Plan:
     return Plan("fp32", "auto: float32 (bfloat16 is outside the accuracy guard for this method)")
 
 
-def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False) -> Callable:
+def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False, model=None) -> Callable:
     """Wrap a network's ``fuse(a, b)``: channels-last inputs and weights, autocast to ``plan``, float32 out.
 
     ``compile=True`` tries torch.compile; if compiling or a compiled call fails (no C++ compiler, an
@@ -128,7 +128,7 @@ def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False) -> Cal
     """
     import torch
 
-    model = getattr(fuse, "model", None)
+    model = model if model is not None else getattr(fuse, "model", None)
     if model is not None:
         model.to(memory_format=torch.channels_last)
     if plan.precision == "int8":

@@ -10,10 +10,11 @@ Per batch of slices (the method's inputs, after windowing and the field-of-view 
   border, which the crop keeps where it is), so it equals the uncropped output; outside K every voxel sees only
   zeros, so it equals the method's output on an empty slice.
 
-A margin is declared only for methods whose output is local (a finite receptive field and no statistics over
-the slice). Methods with slice-wide statistics (PCA weights, EDPSN's Otsu thresholds, Canny's automatic
-thresholds) or size-dependent pyramids (Laplacian, DWT, FusionCINN's padded Haar levels) get ``None``: only
-empty slices are skipped for them, which is exact for every method since all fuse slice by slice.
+A margin is declared on the registry entry (``MethodInfo.crop_margin``, methods/__init__.py) only for methods
+whose output is local (a finite receptive field and no statistics over the slice). Methods with slice-wide
+statistics (PCA weights, EDPSN's Otsu thresholds, Canny's automatic thresholds), size-dependent pyramids
+(Laplacian, DWT, FusionCINN's padded Haar levels) and any entry that declares none get ``None``: only empty
+slices are skipped for them, which is exact for every method since all fuse slice by slice.
 Testing/test_anatomy_crop.py checks the equality (1e-6) for every method on real volumes.
 """
 from __future__ import annotations
@@ -22,23 +23,13 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-# Receptive-field radius in pixels: how far an input pixel can change an output pixel.
-MARGINS: Dict[str, int] = {
-    "average": 0,
-    "max": 0,
-    # MFEnet: C1 3x3 (1) + widest dilated 3x3, dilation 5 (5) + C5 1x1 (0) + C6 (1) + C7-C10 3x3 (4) = 11
-    "mfenet": 11,
-    # GFF: saliency 3x3 Laplacian (1) + 11x11 Gaussian (5), then a guided filter of radius 45 (two box means
-    # in a row: 90); the 31x31 base mean (15) is within that.
-    "gff": 96,
-}
-
 
 def margin_for(method: str, options: Optional[dict] = None) -> Optional[int]:
-    """The method's receptive-field margin, or None when its output is not local (see the module docstring)."""
-    if method == "mfenet" and float((options or {}).get("edge_weight", 0.0)) != 0.0:
-        return None  # Canny's thresholds follow each slice's gradient statistics
-    return MARGINS.get(method)
+    """The method's receptive-field margin (declared on its registry entry, ``MethodInfo.crop_margin``), or None
+    when its output is not local (see the module docstring)."""
+    from .methods import REGISTRY
+
+    return REGISTRY.get(method).margin(options)
 
 
 def _span(any_along: np.ndarray, margin: int) -> Tuple[int, int]:

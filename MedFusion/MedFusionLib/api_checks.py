@@ -21,29 +21,33 @@ def _has_file_geometry(image: sitk.Image) -> bool:
                 and np.allclose(image.GetDirection(), np.eye(dim).ravel()))
 
 
-def check_fuse_arguments(a, b, *, method, axis, device, batch_size, edges, method_options, progress, cancel,
-                         name_a, name_b, return_sources, precision, compile) -> None:
+def check_images_and_callbacks(a, b, progress, cancel) -> None:
     for image, name in ((a, "a"), (b, "b")):
         if image is not None and not isinstance(image, sitk.Image):
             raise _fail(name, "a SimpleITK image (read files with read_volume)", image)
-    for value, name in ((method, "method"), (axis, "axis"), (name_a, "name_a"), (name_b, "name_b"),
-                        (precision, "precision")):
-        if not isinstance(value, str):
-            raise _fail(name, "a string", value)
-    if device is not None and not isinstance(device, str):
-        raise _fail("device", "a string such as 'cpu' or 'cuda:0'", device)
-    if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
-                                   or not isinstance(batch_size, (int, np.integer))):
-        raise _fail("batch_size", "a whole number", batch_size)
-    for value, name in ((edges, "edges"), (return_sources, "return_sources"), (compile, "compile")):
-        if not isinstance(value, (bool, np.bool_)):
-            raise _fail(name, "True or False", value)
-    if method_options is not None and (not isinstance(method_options, dict)
-                                       or not all(isinstance(k, str) for k in method_options)):
-        raise _fail("method_options", "a dict of option names to values", method_options)
     for value, name in ((progress, "progress"), (cancel, "cancel")):
         if value is not None and not callable(value):
             raise _fail(name, "a function", value)
+
+
+def check_settings_types(settings) -> None:
+    """The types of a FusionSettings' fields (settings.py checks their values)."""
+    for name in ("method", "axis", "name_a", "name_b", "precision"):
+        value = getattr(settings, name)
+        if not isinstance(value, str):
+            raise _fail(name, "a string", value)
+    if settings.device is not None and not isinstance(settings.device, str):
+        raise _fail("device", "a string such as 'cpu' or 'cuda:0'", settings.device)
+    batch_size = settings.batch_size
+    if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
+                                   or not isinstance(batch_size, (int, np.integer))):
+        raise _fail("batch_size", "a whole number", batch_size)
+    for name in ("edges", "return_sources", "compile", "check_registration", "crop_to_anatomy"):
+        if not isinstance(getattr(settings, name), (bool, np.bool_)):
+            raise _fail(name, "True or False", getattr(settings, name))
+    options = settings.method_options
+    if options is not None and (not isinstance(options, dict) or not all(isinstance(k, str) for k in options)):
+        raise _fail("method_options", "a dict of option names to values", options)
 
 
 def check_2d_pair(a: sitk.Image, b: sitk.Image, name_a: str, name_b: str) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads sleep instead of spinning. With spinning, torch ran 20x slower (34 s vs 1.5 s, GFF on
-# sts_001) whenever another process was busy on the same cores. Must be set before torch loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .openmp import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # before torch loads OpenMP (openmp.py says why)
 
 import argparse  # noqa: E402
 import signal  # noqa: E402
@@ -24,7 +24,7 @@ from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .functional_colour import COLOUR_MODES  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
-from .methods.registry import parse_option  # noqa: E402
+from .methods.registry import parse_options  # noqa: E402
 
 EXIT_USAGE = 2
 DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
@@ -71,10 +71,20 @@ def _write_outputs(items) -> List[str]:
 
 
 def cmd_fuse(args) -> int:
-    from .engine import fuse_volumes
+    import dataclasses
+
+    from .engine import fuse
     from .output_plan import plan_outputs
+    from .settings import FusionSettings
     from .volume_io import display_name, read_volume
 
+    # Every setting checked once, here, before any file is read (settings.py).
+    settings = FusionSettings.create(
+        method=args.method, method_options=parse_options(REGISTRY.get(args.method), args.option), axis=args.axis,
+        preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch,
+        edges=bool(args.edges), edge_thresholds=args.edge_thresholds, colormap_a=args.colormap_a,
+        colormap_b=args.colormap_b, colour_mode=args.colour_mode, precision=args.precision, compile=args.compile,
+        edge_detail=args.edge_detail, check_registration=not args.no_registration_check)
     warnings: List[str] = []
     if _same_file(args.a, args.b):
         _warn(f"'{args.a}' is given twice: the fused image is that image alone.")
@@ -83,7 +93,6 @@ def cmd_fuse(args) -> int:
     # Every output against the inputs, each other and its formats, before any work (output_plan.py).
     planned = {p.role: p for p in plan_outputs([("fused", args.output), ("edges", args.edges),
                                                 ("preview", args.preview)], [args.a, args.b], a.GetDimension())}
-    options = dict(parse_option(o) for o in args.option)
     name_a, name_b = display_name(args.a), display_name(args.b)
     if name_a == name_b:  # e.g. MRI/41030.png and PET/41030.png: say which is which by their folders
         name_a, name_b = (f"{Path(p).resolve().parent.name}/{n}" for p, n in ((args.a, name_a), (args.b, name_b)))
@@ -95,13 +104,7 @@ def cmd_fuse(args) -> int:
         check_slices(a, preview_slices)
     bar = _ProgressBar(not args.quiet, "fusing")
     try:
-        result = fuse_volumes(a, b, method=args.method, axis=args.axis, preset_a=args.preset_a,
-                              preset_b=args.preset_b, device=args.device, batch_size=args.batch,
-                              edges=bool(args.edges), edge_thresholds=args.edge_thresholds,
-                              method_options=options, progress=bar, name_a=name_a, name_b=name_b,
-                              colormap_a=args.colormap_a, colormap_b=args.colormap_b,
-                              colour_mode=args.colour_mode, precision=args.precision, compile=args.compile,
-                              edge_detail=args.edge_detail, check_registration=not args.no_registration_check)
+        result = fuse(a, b, dataclasses.replace(settings, name_a=name_a, name_b=name_b), progress=bar)
     finally:
         bar.close()
     items = [(result.fused, planned["fused"])] + ([(result.edges, planned["edges"])] if args.edges else [])
@@ -126,8 +129,8 @@ def cmd_methods(args) -> int:
         default = " (default)" if info.name == DEFAULT_METHOD else ""
         print(f"{info.name:<12} {info.title}{default} [{info.kind}]: {info.summary}")
         print(f"{'':<12} Reference: {info.reference}")
-        for option, (value, text) in info.options.items():
-            print(f"{'':<12} --option {option}={value!r}: {text}")
+        for name, option in info.options.items():
+            print(f"{'':<12} --option {name}={option.default!r} ({option.describe()}): {option.help}")
     return 0
 
 

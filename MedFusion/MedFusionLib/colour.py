@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601 Y of R, G, B: the one place these constants are written
 _RGB_TO_YCBCR = np.array([
-    [0.299, 0.587, 0.114],
+    LUMA_WEIGHTS,
     [-0.168736, -0.331264, 0.5],
     [0.5, -0.418688, -0.081312],
 ], dtype=np.float64)

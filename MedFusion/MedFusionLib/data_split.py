@@ -114,8 +114,10 @@ def read_y(path) -> np.ndarray:
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     image = image.astype(np.float32) / scale
     if image.ndim == 3:
+        from .colour import LUMA_WEIGHTS
+
         b, g, r = image[..., 0], image[..., 1], image[..., 2]  # OpenCV order is BGR(A)
-        image = 0.299 * r + 0.587 * g + 0.114 * b
+        image = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 

@@ -36,10 +36,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .edges import edge_labels
-from .errors import Cancelled, InputError
+from .errors import Cancelled
+from .settings import EDGE_DETAIL_DEFAULT as DEFAULT_DETAIL, EDGE_DETAIL_RANGE as DETAIL_RANGE  # noqa: F401
 
-DEFAULT_DETAIL = 0.5
-DETAIL_RANGE = (0.0, 1.0)
 FOREGROUND_LEVEL = 0.02  # normalised value above which a voxel is tissue, not background
 LOW_RATIO = 0.5
 MIN_HIGH = 0.01  # per mm: weaker gradients are noise, whatever share of edges was asked for
@@ -53,18 +52,6 @@ _BISECTION_STEPS = 8  # log-range / 2^8: about 1% resolution on the threshold, b
 _SEED_QUANTILE = 0.995
 _TIE = 0.05  # relative: strengths this close to the chosen threshold count as equal
 _TOO_FEW = 0.25  # of the share: below this, the automatic thresholds take the next coverage up
-
-
-def validate_detail(detail) -> float:
-    if detail is None:
-        return DEFAULT_DETAIL
-    try:
-        value = float(detail)
-    except (TypeError, ValueError):
-        raise InputError(f"Edge detail must be a number between 0 and 1, not {detail!r}.") from None
-    if not (DETAIL_RANGE[0] <= value <= DETAIL_RANGE[1]):
-        raise InputError(f"Edge detail must be between 0 (fewest edges) and 1 (most), not {value:g}.")
-    return value
 
 
 def sigma_mm(detail: float) -> float:

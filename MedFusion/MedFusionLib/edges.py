@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-LABEL_A, LABEL_B, LABEL_BOTH = 1, 2, 3
+LABEL_A, LABEL_B = 1, 2  # an edge of both sources is LABEL_A + LABEL_B = 3
 LOW_RATIO = 0.4
 MIN_HIGH = 20.0
 _MIN_GRADIENT_SAMPLES = 16
@@ -99,17 +99,3 @@ def canny_edges(batch, low: Optional[float] = None, high: Optional[float] = None
 def edge_labels(edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
     """Labelmap: 1 = edge of A only, 2 = edge of B only, 3 = edge of both."""
     return (edges_a.astype(np.uint8) * LABEL_A) + (edges_b.astype(np.uint8) * LABEL_B)
-
-
-def validate_thresholds(thresholds) -> Optional[Tuple[float, float]]:
-    from .errors import InputError
-
-    if thresholds is None:
-        return None
-    try:
-        low, high = (float(t) for t in thresholds)
-    except (TypeError, ValueError):
-        raise InputError("Edge thresholds must be two numbers: LOW HIGH.") from None
-    if not (np.isfinite(low) and np.isfinite(high) and 0 <= low <= high):
-        raise InputError(f"Edge thresholds must satisfy 0 <= LOW <= HIGH, not {low:g} and {high:g}.")
-    return low, high

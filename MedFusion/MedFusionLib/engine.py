@@ -27,13 +27,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import advice, anatomy_crop, edge_overlay, edges as edge_maps, field_of_view, functional_colour
-from .acceleration import Plan, accelerate, plan_precision
-from .api_checks import check_2d_pair, check_fuse_arguments
+from .api_checks import check_2d_pair, check_images_and_callbacks
 from .errors import Cancelled, InputError, MethodOutputError, ResourceError
 from .geometry import fields_of_view_may_overlap, slice_layout
-from .intensity import Window, parse_preset
+from .intensity import Window
 from .methods import REGISTRY
+from .methods.base import NonFiniteOutput
 from .registration_check import check_registration as estimate_misalignment
+from .settings import FusionSettings
 from .sources import MovingSlabs, ReferenceSlabs, Source
 from .volume_io import check_image
 
@@ -63,8 +64,9 @@ class FusionResult:
     # With return_sources=True: what the method saw, as float32 [0, 1] images in A's geometry: A normalised
     # (its luma Y if colour) and B resampled onto A (0 outside B's field of view).
     sources: Optional[Tuple[sitk.Image, sitk.Image]] = None
-    # B's estimated residual shift against A in mm (registration_check.py); None when not checked: 2D, skipped,
-    # or too small or too flat for the metric.
+    # B's estimated residual shift against A in mm (registration_check.py); None when not checked (2D, skipped)
+    # or when the check cannot tell (too little overlap or common structure, the best shift at the edge of the
+    # plausible range, or above the threshold without a significant metric gain).
     registration_offset_mm: Optional[float] = None
 
     def summary(self) -> str:
@@ -122,6 +124,25 @@ def _memory_errors_in_one_sentence(fuse):
     return wrapper
 
 
+def _after_out_of_memory(dev, batch: int, method, warnings: List[str]):
+    """The device and batch size to retry with: half the batch, then (GPU, one slice) the same method moved to
+    the CPU; ResourceError when the CPU runs out with one slice."""
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    if batch > 1:
+        batch //= 2
+        warnings.append(f"{'GPU' if dev.type == 'cuda' else 'CPU'} out of memory: batch size reduced to {batch}.")
+    elif dev.type != "cuda":
+        raise ResourceError(_CPU_OUT_OF_MEMORY) from None
+    else:
+        dev = torch.device("cpu")
+        method.to(dev)  # the same loaded method, moved: nothing is rebuilt
+        warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
+    return dev, batch
+
+
 def _check_inputs(a, b, name_a, name_b) -> None:
     for image, name in ((a, name_a), (b, name_b)):
         if image is None:
@@ -137,13 +158,6 @@ def _check_inputs(a, b, name_a, name_b) -> None:
 def _no_overlap(name_a: str, name_b: str) -> InputError:
     return InputError(f"'{name_a}' and '{name_b}' do not overlap in physical space; check that they share a "
                       f"frame of reference (origin, spacing, direction).")
-
-
-def _build(info, dev, method_options, precision: str, compile: bool) -> Tuple[Plan, Callable]:
-    """The method's fuse function on ``dev`` and the precision plan it runs under (networks accelerated)."""
-    plan = plan_precision(precision, dev, info.kind, info.reduced_precision)
-    fuse_fn = info.build(dev, **(method_options or {}))
-    return plan, (accelerate(fuse_fn, plan, dev, compile) if info.kind == "network" else fuse_fn)
 
 
 @_memory_errors_in_one_sentence
@@ -165,7 +179,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``), e.g.
     to score the fusion against them (two more volume-sized float arrays: for evaluation, not for clinics).
 
-    ``precision`` (auto, fp32, bf16, fp16) and ``compile`` (torch.compile, falls back silently) apply to networks;
+    ``precision`` (auto, fp32, bf16, fp16, int8) and ``compile`` (torch.compile, falls back silently) apply to networks;
     see acceleration.py for the policy and the accuracy guard behind ``auto``.
 
     Edges (``edges=True``) are 3D Canny edges of the two normalised sources, computed after the fusion loop on
@@ -173,8 +187,8 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``edge_detail`` in [0, 1] (None: 0.5) asks for fewer or more of them; ``edge_thresholds=(low, high)``
     fixes them (normalised intensity per mm of the smoothed source).
 
-    ``check_registration`` first estimates B's residual shift against A (registration_check.py, about a second);
-    above max(3 mm, one voxel of B) a warning says by how much and what to do.
+    ``check_registration`` first estimates B's residual shift against A (registration_check.py, 1-3 s);
+    above max(3 mm, one voxel of B), with a significant metric gain, a warning says by how much and what to do.
 
     ``crop_to_anatomy`` runs the method only where either source has data (anatomy_crop.py; the same result
     to 1e-6); False runs every batch whole.
@@ -182,39 +196,48 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
     """
+    check_images_and_callbacks(a, b, progress, cancel)
+    settings = FusionSettings.create(
+        method=method, axis=axis, preset_a=preset_a, preset_b=preset_b, device=device, batch_size=batch_size,
+        edges=edges, edge_thresholds=edge_thresholds, method_options=method_options or {}, name_a=name_a,
+        name_b=name_b, colormap_a=colormap_a, colormap_b=colormap_b, return_sources=return_sources,
+        precision=precision, compile=compile, colour_mode=colour_mode, edge_detail=edge_detail,
+        check_registration=check_registration, crop_to_anatomy=crop_to_anatomy)
+    return fuse(a, b, settings, progress, cancel)
+
+
+@_memory_errors_in_one_sentence
+def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optional[ProgressFn] = None,
+         cancel: Optional[CancelFn] = None) -> FusionResult:
+    """The engine proper: fuse B into A's geometry under ``settings``, already checked by
+    ``FusionSettings.create`` (every front door makes them; :func:`fuse_volumes` is the keyword one)."""
     import torch
 
     started = time.perf_counter()
     warnings: List[str] = []
-    check_fuse_arguments(a, b, method=method, axis=axis, device=device, batch_size=batch_size, edges=edges,
-                         method_options=method_options, progress=progress, cancel=cancel, name_a=name_a,
-                         name_b=name_b, return_sources=return_sources, precision=precision, compile=compile)
+    name_a, name_b, axis, edges = settings.name_a, settings.name_b, settings.axis, settings.edges
+    return_sources, colour_mode = settings.return_sources, settings.colour_mode
     _check_inputs(a, b, name_a, name_b)
-    info = REGISTRY.get(method)
+    info = REGISTRY.get(settings.method)
     layout = slice_layout(a, axis)
-    thresholds = edge_maps.validate_thresholds(edge_thresholds)
-    detail = edge_overlay.validate_detail(edge_detail)
-    for preset in (preset_a, preset_b):
-        parse_preset(preset)
-    dev = resolve_device(device)
-    batch = DEFAULT_BATCH.get(dev.type, 8) if batch_size is None else int(batch_size)
-    if batch < 1:
-        raise InputError(f"Batch size must be at least 1, not {batch_size}.")
+    thresholds, detail = settings.edge_thresholds, settings.edge_detail
+    dev = resolve_device(settings.device)
+    batch = DEFAULT_BATCH.get(dev.type, 8) if settings.batch_size is None else settings.batch_size
     if not fields_of_view_may_overlap(a, b):
         raise _no_overlap(name_a, name_b)
     registration_offset = None
-    if check_registration:
+    if settings.check_registration:
         found = estimate_misalignment(a, b)
-        if found is not None and np.isfinite(found.offset_mm):
-            registration_offset = found.offset_mm
+        if found is not None:
+            registration_offset = found.reported_mm  # None: the check cannot tell
             if found.misaligned:
                 warnings.append(found.warning(name_a, name_b))
-    plan, fuse_fn = _build(info, dev, method_options, precision, compile)
-    margin = anatomy_crop.margin_for(info.name, method_options)
-    cropped = anatomy_crop.AnatomyCrop(fuse_fn, dev, margin, bool(crop_to_anatomy))
+    method = info.load(dev, settings.method_options, settings.precision, settings.compile)
+    margin = info.margin(settings.method_options)
+    cropped = anatomy_crop.AnatomyCrop(method, dev, margin, settings.crop_to_anatomy)
 
-    src_a = Source(a, preset_a, name_a, warnings, colormap=colormap_a, colour_mode=colour_mode)
-    src_b = Source(b, preset_b, name_b, warnings, colormap=colormap_b, colour_mode=colour_mode)
+    src_a = Source(a, settings.preset_a, name_a, warnings, colormap=settings.colormap_a, colour_mode=colour_mode)
+    src_b = Source(b, settings.preset_b, name_b, warnings, colormap=settings.colormap_b, colour_mode=colour_mode)
     if src_a.is_colour and src_b.is_colour:
         raise InputError(f"'{name_a}' and '{name_b}' are both colour images; MedFusion fuses one colour "
                          f"(functional) image with a grey (anatomical) one.")
@@ -241,30 +264,17 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
             try:
                 slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
                 luma_b = field_of_view.method_input_b(slab_a.luma, slab_b.luma, slab_b.inside)
-                fused = cropped(slab_a.luma, luma_b)
-                if not bool(torch.isfinite(fused).all()):  # clamp would hide NaN as is and inf as 0 or 1
-                    raise MethodOutputError(
-                        f"Method '{info.name}' produced values that are not finite (NaN or infinity) on slices "
-                        f"{start + 1}-{end}; the result is refused and nothing was written.")
-                fused = fused.clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+                fused = cropped(slab_a.luma, luma_b)[:, 0].cpu().numpy()
+            except NonFiniteOutput as error:
+                raise MethodOutputError(f"{error} on slices {start + 1}-{end}; the result is refused and nothing "
+                                        f"was written.") from None
             except (RuntimeError, MemoryError) as error:
                 if not _is_out_of_memory(error):
                     raise
                 del error
                 luma_b = slab_a = slab_b = fused = None  # free the failed batch before retrying
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                if batch > 1:
-                    batch //= 2
-                    warnings.append(f"{'GPU' if dev.type == 'cuda' else 'CPU'} out of memory: batch size reduced "
-                                    f"to {batch}.")
-                elif dev.type != "cuda":
-                    raise ResourceError(_CPU_OUT_OF_MEMORY) from None
-                else:
-                    dev = torch.device("cpu")
-                    plan, fuse_fn = _build(info, dev, method_options, precision, compile)
-                    cropped = anatomy_crop.AnatomyCrop(fuse_fn, dev, margin, bool(crop_to_anatomy))
-                    warnings.append("GPU out of memory even with one slice per batch: continuing on the CPU.")
+                dev, batch = _after_out_of_memory(dev, batch, method, warnings)
+                cropped = anatomy_crop.AnatomyCrop(method, dev, margin, settings.crop_to_anatomy)  # new device
                 continue
             # Where only A has data, A passes through unchanged, fading in the fusion across B's border.
             weight = field_of_view.slab_weight(moving, start, end, slab_b.inside)
@@ -307,9 +317,9 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
             source.CopyInformation(a)
 
     return FusionResult(
-        fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis.strip().lower(),
+        fused=fused_image, edges=edges_image, method=info.name, device=str(dev), axis=axis,
         slices=n_slices, seconds=time.perf_counter() - started, overlap=overlap, batch_size=batch,
-        precision=plan.precision,
+        precision=method.precision,
         windows={"A": src_a.window, "B": src_b.window}, colour_source=colour_source,
         colour_mode=(src_a if colour_source == "A" else src_b).colour_mode if colour_source else None,
         warnings=warnings, sources=sources, registration_offset_mm=registration_offset)

@@ -64,11 +64,15 @@ class FusionJob:
     ``finish(FusionResult)`` returned. When failed or cancelled: ``error`` is the MedFusionError to show.
     """
 
-    def __init__(self, image_a, image_b, engine_options: Dict[str, Any], finish: Callable[[Any], Any],
+    def __init__(self, image_a, image_b, settings, finish: Callable[[Any], Any],
                  python: Optional[str] = None, env: Optional[Dict[str, str]] = None,
                  work_dir: Optional[str] = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT_S):
         import SimpleITK as sitk
 
+        from .settings import FusionSettings
+
+        if not isinstance(settings, FusionSettings):  # fuse_volumes' keywords: checked here, before any worker
+            settings = FusionSettings.create(**settings)
         self.state, self.fraction, self.phase = RUNNING, 0.0, worker.PHASE_STARTING
         self.result: Any = None
         self.error: Optional[BaseException] = None
@@ -83,7 +87,7 @@ class FusionJob:
             sitk.WriteImage(image_a, self._path(worker.INPUT_A), False)
             sitk.WriteImage(image_b, self._path(worker.INPUT_B), False)
             with open(self._path(worker.REQUEST), "wb") as f:
-                pickle.dump({"engine": dict(engine_options), "parent_pid": os.getpid()}, f)
+                pickle.dump({"settings": settings, "parent_pid": os.getpid()}, f)
             open(self._path(worker.MESSAGES), "wb").close()
             self._messages = open(self._path(worker.MESSAGES), "rb")
             self._launch(python or sys.executable, env)

@@ -15,7 +15,6 @@ from .errors import InputError
 
 # Anatomical axis -> the LPS physical axis its slices are perpendicular to.
 _SLICE_NORMAL = {"sagittal": 0, "coronal": 1, "axial": 2}
-AXES = tuple(_SLICE_NORMAL)  # ("sagittal", "coronal", "axial")
 _GEOMETRY_TOLERANCE = 1e-5
 
 
@@ -54,11 +53,17 @@ def index_to_physical_axes(image: sitk.Image) -> Tuple[int, ...]:
     return tuple(assignment)
 
 
-def slice_array_axis(image: sitk.Image, axis: str) -> int:
-    """The numpy axis (of the [k, j, i] array) to slice along to get ``axis`` slices of this volume."""
+def check_axis(axis: str) -> str:
+    """'Axial ' -> 'axial'; an unknown axis is one sentence."""
     key = (axis or "").strip().lower()
     if key not in _SLICE_NORMAL:
         raise InputError(f"Unknown slicing axis '{axis}'; choose axial, coronal or sagittal.")
+    return key
+
+
+def slice_array_axis(image: sitk.Image, axis: str) -> int:
+    """The numpy axis (of the [k, j, i] array) to slice along to get ``axis`` slices of this volume."""
+    key = check_axis(axis)
     if image.GetDimension() == 2:
         return 0  # a 2D image is a single slice, whatever the axis
     index_axis = index_to_physical_axes(image).index(_SLICE_NORMAL[key])

@@ -72,4 +72,6 @@ def quantise_in_place(model) -> None:
 
     if not isinstance(model, MFEnet):
         raise TypeError(f"int8 is implemented for MFEnet's encoder only, not {type(model).__name__}")
-    model.encoder = quantise_encoder(model.encoder)
+    if not getattr(model, "encoder_is_int8", False):  # a re-plan (FusionMethod.to) must not quantise twice
+        model.encoder = quantise_encoder(model.encoder)
+        model.encoder_is_int8 = True

@@ -182,10 +182,14 @@ def colour_table_of(colour_node, entries: int = 256) -> np.ndarray:
     return table
 
 
-def display_window_preset(node) -> Optional[str]:
-    """The node's displayed window as a 'manual:LOW:HIGH' preset, or None without a usable display."""
+def display_window_preset(node):
+    """The node's displayed window as a manual intensity Preset (numbers kept as numbers, not written into a
+    'manual:LOW:HIGH' text to be parsed back), or None without a usable display."""
+    from .intensity import Preset
+
     display = node.GetDisplayNode() if node is not None else None
     if display is None or not hasattr(display, "GetWindow") or display.GetWindow() <= 0:
         return None
     half = display.GetWindow() / 2.0
-    return f"manual:{display.GetLevel() - half!r}:{display.GetLevel() + half!r}"
+    low, high = display.GetLevel() - half, display.GetLevel() + half
+    return Preset("manual", window=(low, high), text=f"manual {low:g}..{high:g}")

@@ -146,17 +146,3 @@ def make_head_phantom(modalities: Tuple[str, ...] = ("ct", "mr", "pet"), scale: 
         spacing = [s / scale for s in spacing]
         images[modality] = render(modality, make_grid(size, spacing, about_s, tilt, centre), seed=seed + _SEED_OFFSET[modality])
     return images
-
-
-def save_phantom(folder, scale: float = 1.0, seed: int = 0, suffix: str = ".nrrd") -> Dict[str, str]:
-    """Write the phantom volumes into ``folder``; returns modality -> path."""
-    from pathlib import Path
-
-    from .volume_io import write_volume
-
-    paths = {}
-    for modality, image in make_head_phantom(scale=scale, seed=seed).items():
-        path = Path(folder) / f"phantom_{modality}{suffix}"
-        write_volume(image, path)
-        paths[modality] = str(path)
-    return paths

@@ -7,7 +7,7 @@ The manifest has one entry per weights file::
        "data": {...folders, train / validation case ids...}, "validation": {...metric(s)...},
        "date": "...", "torch": "2.13.0", ...}]}
 
-``load_state_dict(method, device)`` finds the method's entry, checks that the file exists and that its sha256
+``load_state_dict(method)`` finds the method's entry, checks that the file exists and that its sha256
 matches, and loads it with ``torch.load(..., map_location=device, weights_only=True)`` (a plain state dict:
 no pickled code runs). Anything wrong raises ``WeightsError`` with one sentence naming the file and what to do.
 ``weights_dir`` can point elsewhere (tests use a copy in a temporary folder).
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from .atomic_file import write_bytes_atomically
 from .errors import WeightsError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -88,8 +87,8 @@ def weights_path(method: str, weights_dir=None) -> Path:
     return _dir(weights_dir) / manifest_entry(method, weights_dir)["file"]
 
 
-def load_state_dict(method: str, device="cpu", weights_dir=None) -> dict:
-    """The verified state dict of ``method`` (see the module docstring)."""
+def load_state_dict(method: str, weights_dir=None) -> dict:
+    """The verified state dict of ``method`` on the CPU (see the module docstring); the model moves it."""
     import torch
 
     entry = manifest_entry(method, weights_dir)
@@ -102,28 +101,12 @@ def load_state_dict(method: str, device="cpu", weights_dir=None) -> dict:
         raise WeightsError(f"The {method} weights file '{path}' is corrupted (its sha256 does not match the "
                            f"manifest); {hint}.")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise WeightsError(f"The {method} weights file '{path}' cannot be loaded ({type(exc).__name__}); {hint}.") from exc
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise WeightsError(f"The {method} weights file '{path}' does not hold a state dict; {hint}.")
     return state
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; shipped files are world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_manifest_entry(entry: dict, weights_dir=None) -> Path:
@@ -137,7 +120,7 @@ def write_manifest_entry(entry: dict, weights_dir=None) -> Path:
     entries.sort(key=lambda e: e["method"])
     manifest = {"format": MANIFEST_FORMAT, "entries": entries}
     path = _dir(weights_dir) / MANIFEST_NAME
-    _write_atomic(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    write_bytes_atomically(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8"))
     return path
 
 
@@ -152,7 +135,7 @@ def export_state_dict(state_dict: dict, method: str, metadata: dict, weights_dir
     buffer = io.BytesIO()
     torch.save(plain, buffer)
     path = _dir(weights_dir) / filename
-    _write_atomic(path, buffer.getvalue())
+    write_bytes_atomically(path, buffer.getvalue())
     entry = {"method": method, "file": filename, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     entry.update({k: v for k, v in metadata.items() if k not in entry})
     entry.setdefault("torch", torch.__version__.split("+")[0])

@@ -91,7 +91,7 @@ def run(job_dir: str) -> int:
     try:
         import SimpleITK as sitk
 
-        from MedFusionLib.engine import fuse_volumes
+        from MedFusionLib.engine import fuse
 
         image_a = sitk.ReadImage(os.path.join(job_dir, INPUT_A))
         image_b = sitk.ReadImage(os.path.join(job_dir, INPUT_B))
@@ -99,7 +99,7 @@ def run(job_dir: str) -> int:
         def progress(done: int, total: int) -> None:
             messages.send("progress", done=int(done), total=int(total), phase=PHASE_FUSING)
 
-        result = fuse_volumes(image_a, image_b, progress=progress, **request["engine"])
+        result = fuse(image_a, image_b, request["settings"], progress=progress)
         messages.send("progress", done=result.slices, total=result.slices, phase=PHASE_WRITING)
         sitk.WriteImage(result.fused, os.path.join(job_dir, FUSED), False)
         if result.edges is not None:

@@ -77,7 +77,7 @@ def limit_threads(threads: Optional[int]) -> str:
 
 
 def _fuse_and_write(spec: CaseSpec, case_dir: Path, digest: str, log: CaseLog, started: float) -> CaseRecord:
-    from ..engine import fuse_volumes
+    from ..engine import fuse
     from ..volume_io import display_name, read_volume
 
     warnings: list = []
@@ -85,11 +85,7 @@ def _fuse_and_write(spec: CaseSpec, case_dir: Path, digest: str, log: CaseLog, s
     for message in warnings:  # the engine logs its own warnings (captured by the case log); these are the reader's
         log.line(f"warning: {message}")
     name_a, name_b = display_name(spec.a), display_name(spec.b)
-    result = fuse_volumes(a, b, method=spec.method, axis=spec.axis, preset_a=spec.preset_a,
-                          preset_b=spec.preset_b, device=spec.device, batch_size=spec.batch_size, edges=spec.edges,
-                          edge_thresholds=spec.edge_thresholds, method_options=spec.options, name_a=name_a,
-                          name_b=name_b, colormap_a=spec.colormap_a, colormap_b=spec.colormap_b,
-                          precision=spec.precision)
+    result = fuse(a, b, spec.engine_settings(name_a, name_b))
     warnings += result.warnings
     log.line(f"fused: {result.summary()}")
     staged = StagedOutputs(case_dir)

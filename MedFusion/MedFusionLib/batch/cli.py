@@ -51,11 +51,11 @@ def add_parser(sub, method_default: str, preset_help: str, precisions) -> None:
 
 def _defaults(args):
     from ..methods import REGISTRY
-    from ..methods.registry import parse_option
+    from ..methods.registry import parse_options
     from .cohort import CaseSpec, check_settings
 
-    options = dict(parse_option(o) for o in args.option)
-    spec = CaseSpec(id="", method=REGISTRY.get(args.method).name, options=options, preset_a=args.preset_a,
+    info = REGISTRY.get(args.method)
+    spec = CaseSpec(id="", method=info.name, options=parse_options(info, args.option), preset_a=args.preset_a,
                     preset_b=args.preset_b, colormap_a=args.colormap_a, colormap_b=args.colormap_b,
                     edges=args.edges, preview=args.preview, axis=args.axis,
                     edge_thresholds=tuple(args.edge_thresholds) if args.edge_thresholds else None,

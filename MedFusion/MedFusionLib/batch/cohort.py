@@ -54,6 +54,16 @@ class CaseSpec:
     row: int = 0  # line of the CSV file, for messages
     error: Optional[str] = None  # set when the row cannot run as given
 
+    def engine_settings(self, name_a: str = "A", name_b: str = "B"):
+        """The checked FusionSettings of this case (settings.py): InputError, one sentence, if unusable."""
+        from ..settings import FusionSettings
+
+        return FusionSettings.create(
+            method=self.method, method_options=self.options, preset_a=self.preset_a, preset_b=self.preset_b,
+            colormap_a=self.colormap_a, colormap_b=self.colormap_b, edges=self.edges, axis=self.axis,
+            edge_thresholds=self.edge_thresholds, precision=self.precision, device=self.device,
+            batch_size=self.batch_size, name_a=name_a, name_b=name_b)
+
     def fusion_settings(self) -> Dict[str, Any]:
         """What determines the outputs (recorded with them, and hashed to decide whether a re-run can skip)."""
         return {"method": self.method, "options": dict(sorted(self.options.items())),
@@ -86,17 +96,11 @@ def _resolve(path_text: str, base: Path, column: str) -> str:
 def check_settings(spec: CaseSpec) -> CaseSpec:
     """Raise InputError (one sentence) if the method, its options, the presets or colour maps are unusable."""
     from ..colour import colour_table
-    from ..edges import validate_thresholds
-    from ..intensity import parse_preset
-    from ..methods import REGISTRY
 
-    REGISTRY.get(spec.method).check_options(spec.options)
-    for preset in (spec.preset_a, spec.preset_b):
-        parse_preset(preset)
+    spec.engine_settings()
     for colormap in (spec.colormap_a, spec.colormap_b):
         if colormap:
             colour_table(colormap)
-    validate_thresholds(spec.edge_thresholds)
     return spec
 
 

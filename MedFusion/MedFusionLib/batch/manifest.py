@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .. import __version__
-from .atomic import write_text_atomically
+from ..atomic_file import write_text_atomically
 from .cohort import CaseSpec
 
 MANIFEST = "case.json"

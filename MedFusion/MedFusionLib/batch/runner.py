@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError
+from ..openmp import IDLE_THREADS_SLEEP
 from .case import LOG_NAME, run_case
 from .cohort import CaseSpec, read_cohort
 from .manifest import settings_hash, up_to_date
 from .summary import FAILED, NOT_RUN, SKIPPED, CaseRecord, write_summary
 
 RESOURCE = "case"
-# Environment of local worker processes: idle OpenMP threads sleep (see cli.py). Dask's nanny itself sets
+# Environment of local worker processes: idle OpenMP threads sleep (openmp.py). Dask's nanny itself sets
 # OMP_NUM_THREADS=1 (and MKL/OpenBLAS) in workers; each case then sets its own share (case.limit_threads).
-_WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+_WORKER_ENV = dict(IDLE_THREADS_SLEEP)
 Connection = Tuple[object, Optional[dict], Optional[int]]  # client, task resources, threads per case
 
 

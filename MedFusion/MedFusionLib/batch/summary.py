@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .atomic import write_text_atomically
+from ..atomic_file import write_text_atomically
 
 OK, SKIPPED, FAILED, NOT_RUN = "ok", "skipped", "failed", "not run"
 COLUMNS = ("id", "status", "seconds", "overlap", "registration_offset_mm", "warnings", "error",

@@ -19,6 +19,7 @@ saved) -> BT.601 Y, against the functional image's Y and the grey source.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import SimpleITK as sitk
 from ..colour import luminance
 from ..errors import InputError, MedFusionError
 from ..metrics import METRICS, SourcePair, cddfuse
+from ..settings import FusionSettings
 from .pairs import PairFolder
 from .progress import Bar, overall_bar
 
@@ -79,8 +81,9 @@ class Evaluation:
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def check_methods(names: Sequence[str]) -> List[str]:
-    """Method labels (validated, duplicates dropped) for ``names``; 'classic' or 'all' expand.
+def method_specs(names: Sequence[str]) -> Dict[str, Tuple[str, dict]]:
+    """Method label -> (registry name, checked options) for ``names`` (duplicates dropped); 'classic' or 'all'
+    expand. Each spec is parsed once, here: the runner fuses with the parsed pair, the label names it.
 
     A label is a registry name or a variant with options, ``name[key=value,...]`` (e.g.
     ``mfenet[rule=add,edge_weight=0]``), written back in a canonical form.
@@ -88,17 +91,20 @@ def check_methods(names: Sequence[str]) -> List[str]:
     from ..methods import REGISTRY
     from ..methods.registry import parse_method_spec
 
-    out: List[str] = []
+    out: Dict[str, Tuple[str, dict]] = {}
     for name in names:
         key = name.strip().lower()
-        if key == "all":
-            out += REGISTRY.names()
-        elif key == "classic":
-            out += [i.name for i in REGISTRY.infos() if i.kind == "classic"]
+        if key in ("all", "classic"):
+            out.update((i.name, (i.name, {})) for i in REGISTRY.infos() if key == "all" or i.kind == "classic")
         else:
             method, options = parse_method_spec(name, REGISTRY)
-            out.append(method_label(method, options))
-    return list(dict.fromkeys(out))
+            out.setdefault(method_label(method, options), (method, options))
+    return out
+
+
+def check_methods(names: Sequence[str]) -> List[str]:
+    """The method labels of ``names`` (see method_specs)."""
+    return list(method_specs(names))
 
 
 def method_label(method: str, options: dict) -> str:
@@ -249,11 +255,17 @@ class Runner:
                  batch_size: Optional[int] = None, preset_a="auto", preset_b="auto", jobs: int = 1,
                  save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False,
                  protocol: str = "medfusion"):
-        self.methods = check_methods(methods)
+        self.specs = method_specs(methods)
+        self.methods = list(self.specs)
         self.protocol = check_protocol(protocol)
         self.metrics = check_metrics(metrics, protocol)
         self.device, self.batch_size = device, batch_size
         self.preset_a, self.preset_b = preset_a, preset_b
+        # Each method's settings, checked once; a job only adds its axis and source names.
+        self.settings = {label: FusionSettings.create(
+            method=method, method_options=options, preset_a=preset_a, preset_b=preset_b, device=device,
+            batch_size=batch_size, edges=False, return_sources=True, check_registration=False)
+            for label, (method, options) in self.specs.items()}  # scores methods; fuse checks registration
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, not {jobs}.")
         self.jobs, self.save_fused = jobs, save_fused
@@ -285,17 +297,11 @@ class Runner:
             self.warnings.append(message)
 
     def _fuse(self, job: _Job, label: str, clock: Optional[_BatchClock]):
-        from ..engine import fuse_volumes
-        from ..methods import REGISTRY
-        from ..methods.registry import parse_method_spec
+        from ..engine import fuse
 
-        method, options = parse_method_spec(label, REGISTRY)
-        return fuse_volumes(job.a, job.b, method=method, method_options=options, axis=job.axis,
-                            preset_a=self.preset_a,
-                            preset_b=self.preset_b, device=self.device, batch_size=self.batch_size, edges=False,
-                            cancel=clock.cancel if clock else None, progress=clock.progress if clock else None,
-                            name_a=job.name_a, name_b=job.name_b, return_sources=True,
-                            check_registration=False)  # scores methods; the same pair is checked once by fuse
+        settings = dataclasses.replace(self.settings[label], axis=job.axis, name_a=job.name_a, name_b=job.name_b)
+        return fuse(job.a, job.b, settings, cancel=clock.cancel if clock else None,
+                    progress=clock.progress if clock else None)
 
     def _warm_up(self, job: _Job, method: str) -> None:
         """Run ``method`` once on one slice so that imports and first-call set-up are not timed."""

@@ -1,4 +1,5 @@
 """Every fusion method MedFusion offers, in one table (see registry.py for the contract)."""
+from .base import Option
 from .registry import MethodInfo, Registry
 
 REGISTRY = Registry([
@@ -6,12 +7,14 @@ REGISTRY = Registry([
         name="average", title="Average", kind="classic", module="pixelwise", factory="build_average",
         summary="Pixel-wise mean of the two sources; the baseline every method is compared with.",
         reference="Baseline pixel averaging, e.g. Zhang, 'Multi-source remote sensing data fusion', 2010; "
-                  "used as the reference rule throughout the fusion literature."),
+                  "used as the reference rule throughout the fusion literature.",
+        crop_margin=0),
     MethodInfo(
         name="max", title="Max-abs", kind="classic", module="pixelwise", factory="build_max",
         summary="Pixel-wise maximum (sources are non-negative, so max-abs equals max).",
         reference="Choose-max rule, e.g. Li, Manjunath & Mitra, 'Multisensor image fusion using the wavelet "
-                  "transform', Graphical Models and Image Processing 57(3), 1995."),
+                  "transform', Graphical Models and Image Processing 57(3), 1995.",
+        crop_margin=0),
     MethodInfo(
         name="pca", title="PCA-weighted", kind="classic", module="pixelwise", factory="build_pca",
         summary="Weights from the principal eigenvector of the two sources' covariance, per slice.",
@@ -22,17 +25,21 @@ REGISTRY = Registry([
         summary="Laplacian pyramid: averaged base level, max-abs detail coefficients.",
         reference="Burt & Adelson, 'The Laplacian pyramid as a compact image code', IEEE Trans. Commun. 31(4), "
                   "1983; fusion rule after Burt & Kolczynski, ICCV 1993.",
-        options={"levels": (4, "number of pyramid detail levels")}),
+        options={"levels": Option(4, "number of pyramid detail levels", minimum=1)}),
     MethodInfo(
         name="dwt", title="DWT", kind="classic", module="dwt", factory="build",
         summary="Discrete wavelet transform (PyWavelets): averaged approximation, max-abs details.",
         reference="Li, Manjunath & Mitra, 'Multisensor image fusion using the wavelet transform', Graphical "
                   "Models and Image Processing 57(3), 1995.",
-        options={"wavelet": ("db2", "PyWavelets wavelet name"), "levels": (3, "decomposition levels")}),
+        options={"wavelet": Option("db2", "PyWavelets wavelet name (discrete), e.g. db2, haar, sym4, bior2.2"),
+                 "levels": Option(3, "decomposition levels", minimum=1)}),
     MethodInfo(
         name="gff", title="Guided filtering (GFF)", kind="classic", module="gff", factory="build",
         summary="Two-scale decomposition with saliency weight maps refined by guided filters.",
-        reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013."),
+        reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013.",
+        # saliency 3x3 Laplacian (1) + 11x11 Gaussian (5), then a guided filter of radius 45 (two box means in a
+        # row: 90); the 31x31 base mean (15) is within that
+        crop_margin=96),
     MethodInfo(
         name="mfenet", title="MFEnet", kind="network", module="mfenet", factory="build",
         summary="Multi-scale dilated-conv autoencoder: max-abs fusion of encoder features, decoded, plus the "
@@ -40,21 +47,24 @@ REGISTRY = Registry([
         reference="Xiao, Li, Zhang, Xie & Li, 'Medical image fusion based on multi-scale feature learning and "
                   "edge enhancement', Laser & Optoelectronics Progress 59(6): 0617029, 2022, "
                   "doi:10.3788/LOP202259.0617029.",
-        options={"rule": ("max", "feature fusion rule: max (max-abs, the paper's and the best measured), add, "
-                                 "average, softmax"),
-                 "edge_weight": (0.0, "weight w of the Canny edges added to the fused image: default 0 = off (the "
+        options={"rule": Option("max", "feature fusion rule: max (max-abs, the paper's and the best measured), "
+                                       "add, average, softmax", choices=("max", "add", "average", "softmax")),
+                 "edge_weight": Option(0.0, "weight w of the Canny edges added to the fused image: default 0 = off (the "
                                       "paper's 1 saturates ~19% of the foreground white; reports/defaults/); "
-                                      "the paper's setting: 1")},
-        reduced_precision=("bf16", "fp16", "int8")),
+                                      "the paper's setting: 1", minimum=0)},
+        reduced_precision=("bf16", "fp16", "int8"),
+        # C1 3x3 (1) + widest dilated 3x3, dilation 5 (5) + C5 1x1 (0) + C6 (1) + C7-C10 3x3 (4) = 11;
+        # Canny's thresholds follow each slice's gradient statistics, so edge_weight != 0 is not local
+        crop_margin=11, crop_margin_unless=("edge_weight",)),
     MethodInfo(
         name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
         summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "
                 "entropy splits pixels into low / medium / high information, one multi-scale path per level.",
         reference="Qu, Huang, Shi, Liu & Tang, 'Entropy-aware dynamic path selection network for multi-modality "
                   "medical image fusion', Information Fusion 123: 103312, 2025, doi:10.1016/j.inffus.2025.103312.",
-        options={"eem_weight": (1.0, "weight w of the central concentration gradient added to the second "
+        options={"eem_weight": Option(1.0, "weight w of the central concentration gradient added to the second "
                                      "(functional) source by the edge enhancement module (default and the "
-                                     "paper's: 1, the best measured; 0 = off)")},
+                                     "paper's: 1, the best measured; 0 = off)", minimum=0)},
         reduced_precision=("bf16", "fp16")),
     MethodInfo(
         name="fusioncinn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",

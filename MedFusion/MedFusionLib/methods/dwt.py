@@ -17,8 +17,6 @@ def build(device, wavelet: str = "db2", levels: int = 3):
     if wavelet not in pywt.wavelist(kind="discrete"):
         raise InputError(f"Unknown discrete wavelet '{wavelet}'; try db2, haar, sym4 or bior2.2.")
     wave = pywt.Wavelet(wavelet)
-    if int(levels) < 1:
-        raise InputError(f"DWT needs at least 1 decomposition level, not {levels}.")
 
     def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         h, w = a.shape[-2:]

@@ -6,7 +6,6 @@ fusion by coefficient selection after Burt & Kolczynski, 'Enhanced image capture
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._filters import separable_conv
 from .pixelwise import fuse_max_abs
@@ -54,11 +53,7 @@ def max_levels(height: int, width: int) -> int:
 
 
 def build(device, levels: int = 4):
-    levels = int(levels)
-    if levels < 1:
-        from ..errors import InputError
-        raise InputError(f"Laplacian pyramid needs at least 1 level, not {levels}.")
-
+    """Method factory (see registry.py; ``levels`` >= 1 is checked there against its declaration)."""
     def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         n_levels = max(1, min(levels, max_levels(*a.shape[-2:])))
         pa, pb = laplacian_pyramid(a, n_levels), laplacian_pyramid(b, n_levels)

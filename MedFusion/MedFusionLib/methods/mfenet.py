@@ -48,22 +48,22 @@ Ambiguities and the choices made here (the paper is silent or self-contradictory
   w = 1 (the default) paints every source edge white; w = 0 switches the branch off. For reading images we
   would recommend w around 0.2-0.3 (edges visible as a brightening without hiding the intensity underneath),
   but the default stays the paper's 1.
-* Gradient operator in the loss (not given): forward differences in x and y (see ``reconstruction_loss``).
+* Gradient operator in the loss (not given): forward differences in x and y (see ``reconstruction_loss`` in
+  MedFusionTraining/mfenet.py, where this network's training lives).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import InputError
+from . import REGISTRY
+from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
 ARCHITECTURE = "mfenet-table1-v1: encoder C1-C6, decoder C7-C10, linear C10"
-RULES = ("max", "add", "average", "softmax")
-ALPHA = 6.0  # weight of the gradient term of the loss (paper: alpha = 6)
+RULES = REGISTRY.get("mfenet").options["rule"].choices  # declared once, on the registry entry
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv2d:
@@ -146,100 +146,16 @@ def edge_enhance(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, edge_wei
     return (fused + edge_weight * edges).clamp_(0.0, 1.0)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _check_options(rule, edge_weight):
-    rule = str(rule).strip().lower()
-    if rule not in RULES:
-        raise InputError(f"MFEnet has no fusion rule '{rule}'; choose one of: {', '.join(RULES)}.")
-    try:
-        weight = float(edge_weight)
-    except (TypeError, ValueError):
-        raise InputError(f"MFEnet's edge_weight must be a number (0 switches edge enhancement off), not {edge_weight!r}.")
-    if not math.isfinite(weight) or weight < 0:
-        raise InputError(f"MFEnet's edge_weight must be a finite number >= 0 (0 switches edge enhancement off), not {edge_weight!r}.")
-    return rule, weight
-
-
 def load_model(device="cpu", weights_dir=None) -> MFEnet:
     """MFEnet with the shipped weights (sha256-checked, ``weights_only=True``), in eval mode on ``device``."""
-    from ..weights_store import load_state_dict
-
-    model = MFEnet()
-    model.load_state_dict(load_state_dict("mfenet", device="cpu", weights_dir=weights_dir))
-    return model.to(device).eval()
+    return with_shipped_weights(MFEnet(), "mfenet", device, weights_dir)
 
 
-def build(device, rule: str = "max", edge_weight: float = 0.0, *, weights_dir=None):
-    """Method factory (see registry.py): fuse(a, b) for (N, 1, H, W) float32 batches in [0, 1]."""
-    rule, weight = _check_options(rule, edge_weight)
+def build(device, rule: str = "max", edge_weight: float = 0.0, *, weights_dir=None) -> FusionMethod:
+    """Method factory (see registry.py; options checked there against their declaration)."""
     model = load_model(device, weights_dir)
 
     def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            fused = model.fuse_features(a, b, rule)
-            return edge_enhance(fused, a, b, weight)
+        return edge_enhance(model.fuse_features(a, b, rule), a, b, edge_weight)
 
-    fuse.model = model  # for inspection (tests, benchmarks); not part of the method contract
-    return fuse
-
-
-# ----------------------------------------------------------------------------------------------- training
-def image_gradients(x: torch.Tensor):
-    """Forward differences: (x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :])."""
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-
-
-def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, alpha: float = ALPHA) -> torch.Tensor:
-    """Paper Eq. 3 per image, averaged over the batch:
-    L = (||Io - Ii||_F^2 + alpha ||grad Io - grad Ii||_F^2) / (W H), grad = forward differences in x and y
-    (||grad||_F^2 sums the squares of both components).
-    """
-    n, _, h, w = target.shape
-    gx_o, gy_o = image_gradients(output)
-    gx_i, gy_i = image_gradients(target)
-    pixel = (output - target).pow(2).sum()
-    grad = (gx_o - gx_i).pow(2).sum() + (gy_o - gy_i).pow(2).sum()
-    return (pixel + alpha * grad) / (n * h * w)
-
-
-def _autoencoder_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    x = batch["image"]
-    return reconstruction_loss(model(x), x)
-
-
-def _single_image_batch(patches: torch.Tensor, rng) -> dict:
-    """(B, 1, p, p) patches of single images (the sampler's "image" unit) -> the autoencoder's batch."""
-    return {"image": patches}
-
-
-def trainable():
-    """How scripts/train.py trains MFEnet (see MedFusionLib.training.Trainable)."""
-    from ..training import Recipe, Trainable, reconstruction_psnr
-
-    return Trainable(
-        name="mfenet",
-        architecture=ARCHITECTURE,
-        unit="image",
-        make_model=MFEnet,
-        loss=_autoencoder_loss,
-        make_batch=_single_image_batch,
-        validate=reconstruction_psnr,
-        loss_description="mean((Io-Ii)^2) + 6 * mean(|grad Io - grad Ii|^2), grad = forward differences "
-                         "(paper Eq. 3, alpha = 6), summed over the image and divided by W*H",
-        recipes={
-            # 3000 steps of 16 random 64x64 crops = ~60 epochs of one crop per training image (794 images).
-            # Measured on the 2-core AVX2 development CPU: 1.0-1.2 s/step when the cores are not shared
-            # (~1 h), 6 validations on 8 pairs per folder (48 full images) of ~27 s each; lr as the paper.
-            "cpu": Recipe(patch=64, batch_size=16, steps=3000, lr=1e-4, val_every=500, val_max_per_folder=8,
-                          log_every=25, checkpoint_every=250),
-            # The paper: full 256x256 images, batch 16, 60 epochs, Adam 1e-4 (meant for a GPU).
-            "paper": Recipe(patch=None, batch_size=16, epochs=60, lr=1e-4, val_every_epochs=1,
-                            val_max_per_folder=None, log_every=10, checkpoint_every=200),
-            # A few seconds: used by the test suite's smoke run.
-            "smoke": Recipe(patch=32, batch_size=4, steps=20, lr=1e-3, val_every=0, val_max_per_folder=1,
-                            log_every=5, checkpoint_every=0),
-        },
-    )
+    return FusionMethod("mfenet", fuse, model, device)

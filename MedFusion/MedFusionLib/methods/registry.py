@@ -1,77 +1,81 @@
 """The registry of fusion methods: one table, looked up by name, imported lazily.
 
-The contract every method follows (classic rules and networks alike):
-
-* ``build(device, **options)`` returns a callable ``fuse(a, b) -> fused``.
-* ``a`` and ``b`` are float32 tensors of shape (N, 1, H, W) with values in [0, 1], already on ``device``;
-  ``a`` is the reference (anatomical) source. A method must not modify them in place.
-* ``fused`` is a float32 tensor of shape (N, 1, H, W) on the same device, values in [0, 1].
-* Deterministic: the same inputs on the CPU give bit-identical outputs.
-* Networks load their shipped weights inside ``build`` (offline, ``weights_only=True``, sha256-checked).
+The protocol every method follows (classic rules and networks alike) is in base.py: a registry entry declares
+the method's typed options (``Option``), and ``load(device, options, precision, compile)`` returns the loaded
+:class:`~.base.FusionMethod` the engine calls on (N, 1, H, W) float32 batches in [0, 1] and moves between
+devices. A method's module provides a factory ``build(device, **options)`` returning its fuse callable (a
+classic rule) or a ``FusionMethod`` holding the network (loaded once: shipped weights, offline,
+``weights_only=True``, sha256-checked, eval mode). Fused output is deterministic on the CPU and never modifies
+its inputs. A network's training lives outside this package (MedFusionTraining), keyed by the same name.
 
 The table itself lives in ``methods/__init__.py`` so that listing methods never imports torch models.
 """
 from __future__ import annotations
 
-import ast
 import importlib
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import InputError
-
-FuseFn = Callable[[Any, Any], Any]
+from .base import FusionMethod, Option
 
 
 @dataclass(frozen=True)
 class MethodInfo:
-    name: str  # registry key: CLI --method, Python API, Slicer combo box
+    name: str  # registry key: CLI --method, Python API, Slicer combo box, weights manifest, training
     title: str  # display name, e.g. "MFEnet"
-    kind: str  # "classic" or "network"
+    kind: str  # "classic" or "network" (for listings; the engine treats both alike)
     summary: str  # one line: what it does
     reference: str  # the paper it implements (for --help, docstrings, tooltips)
     module: str  # module under MedFusionLib.methods holding the factory
     factory: str = "build"
-    # option name -> (default value, one-line help); options are passed to the factory as keywords
-    options: Dict[str, Tuple[Any, str]] = field(default_factory=dict)
-    # Reduced precisions ("bf16", "fp16") in which this network stays within the accuracy guard of its float32
-    # output (acceleration.py; checked by Testing/test_acceleration.py); precision "auto" uses only these.
+    # option name -> its typed declaration; options are passed to the factory as keywords
+    options: Dict[str, Option] = field(default_factory=dict)
+    # Reduced precisions ("bf16", "fp16", "int8") in which this network stays within the accuracy guard of its
+    # float32 output (acceleration.py; checked by Testing/test_acceleration.py); precision "auto" uses only these.
     reduced_precision: Tuple[str, ...] = ()
+    # Receptive-field radius in pixels (how far an input pixel can change an output pixel), declared only for a
+    # method whose output is local; None (slice-wide statistics, size-dependent pyramids, or not worked out):
+    # cropping to the anatomy only skips empty slices (anatomy_crop.py).
+    crop_margin: Optional[int] = None
+    # Options whose non-zero value makes the output slice-wide after all (e.g. MFEnet's Canny edges).
+    crop_margin_unless: Tuple[str, ...] = ()
 
-    def check_options(self, options: Dict[str, Any]) -> None:
+    def check_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        """``options`` checked against the declarations; returns them normalised (the only check there is)."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(sorted(self.options)) or "none"
             raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; "
                              f"its options are: {valid}.")
-        for option, value in options.items():
-            _check_option_type(self.name, option, value, self.options[option][0])
+        return {key: self.options[key].check(self.name, key, value) for key, value in options.items()}
 
-    def build(self, device, **options) -> FuseFn:
-        self.check_options(options)
-        module = importlib.import_module(f"{__package__}.{self.module}")
-        return getattr(module, self.factory)(device, **options)
+    def margin(self, options: Optional[Dict[str, Any]] = None) -> Optional[int]:
+        """The receptive-field margin for a run with ``options``, or None when that output is not local."""
+        chosen = {**self.defaults(), **(options or {})}
+        if any(chosen.get(key) for key in self.crop_margin_unless):
+            return None
+        return self.crop_margin
 
+    def defaults(self) -> Dict[str, Any]:
+        return {key: option.default for key, option in self.options.items()}
 
-def _check_option_type(method: str, option: str, value, default) -> None:
-    """An option's value has the type of its default (a whole number, a finite number, a word); the CLI, the
-    Python API and a saved Slicer parameter node all pass through here."""
-    if isinstance(default, bool):
-        ok, wanted = isinstance(value, bool), "True or False"
-    elif isinstance(default, int):
-        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        wanted = "a finite number"
-    elif isinstance(default, str):
-        ok, wanted = isinstance(value, str), "a name"
-    else:
-        return
-    if not ok:
-        raise InputError(f"Option '{option}' of method '{method}' must be {wanted} (default {default!r}), "
-                         f"not {value!r:.40}.")
+    def build(self, device, **options) -> FusionMethod:
+        """The method as written (float32, eager) on ``device``; ``load`` is how the engine runs it."""
+        import torch
+
+        options = self.check_options(options)
+        factory = getattr(importlib.import_module(f"{__package__}.{self.module}"), self.factory)
+        made = factory(device, **options)
+        if isinstance(made, FusionMethod):
+            return made
+        return FusionMethod(self.name, made, device=torch.device(device), rebuild=lambda dev: factory(dev, **options))
+
+    def load(self, device, options: Optional[Dict[str, Any]] = None, precision: str = "auto",
+             compile: bool = False) -> FusionMethod:
+        """The method on ``device`` under the precision plan for ``precision`` (acceleration.py)."""
+        return self.build(device, **(options or {})).accelerated(precision, compile, self.reduced_precision)
 
 
 class Registry:
@@ -91,27 +95,28 @@ class Registry:
         return self._infos[key]
 
 
-def parse_option(text: str) -> Tuple[str, Any]:
-    """'levels=5' -> ('levels', 5): values are Python literals where they parse, plain words otherwise."""
+def split_option(text: str) -> Tuple[str, str]:
+    """'levels=5' -> ('levels', '5')."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise InputError(f"Method option '{text}' must look like KEY=VALUE.")
-    try:
-        parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        parsed = value.strip()  # a plain word such as a wavelet name
-    return key.strip(), parsed
+    return key.strip(), value.strip()
+
+
+def parse_options(info: MethodInfo, texts) -> Dict[str, Any]:
+    """['levels=5', 'wavelet=haar'] -> {'levels': 5, 'wavelet': 'haar'}: each value read as a number or a word, then
+    checked against its declared type and range (CLI --option, batch rows and evaluation specs all parse here)."""
+    raw = dict(split_option(text) for text in texts if text.strip())
+    return info.check_options({key: Option.parse(value) for key, value in raw.items()})
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\[(.*)\])?\s*$")
 
 
 def parse_method_spec(spec: str, registry: "Registry") -> Tuple[str, Dict[str, Any]]:
-    """'mfenet[rule=add,edge_weight=0]' -> ('mfenet', {'rule': 'add', 'edge_weight': 0}), options checked."""
+    """'mfenet[rule=add,edge_weight=0]' -> ('mfenet', {'rule': 'add', 'edge_weight': 0.0}), options checked."""
     match = _SPEC.match(spec or "")
     if not match:
         raise InputError(f"Method '{spec}' must look like NAME or NAME[KEY=VALUE,...].")
     info = registry.get(match.group(1))
-    options = dict(parse_option(item) for item in (match.group(2) or "").split(",") if item.strip())
-    info.check_options(options)
-    return info.name, options
+    return info.name, parse_options(info, (match.group(2) or "").split(","))

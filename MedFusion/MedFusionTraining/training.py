@@ -1,6 +1,8 @@
 """Training machinery shared by MedFusion's networks (scripts/train.py is a thin command line over it).
 
-A network plugs in with a ``Trainable`` (registered by name in ``TRAINABLES``, imported lazily):
+A network plugs in with one module ``MedFusionTraining/<registry name>.py`` whose ``trainable()`` returns a
+``Trainable`` (the registry's name keys the method, its weights manifest entry and its training; nothing else
+lists it):
 
 * ``make_model()``            -> a fresh ``nn.Module`` (called after seeding, so its initialisation is fixed);
 * ``loss(model, batch)``      -> scalar loss tensor;
@@ -24,12 +26,11 @@ import csv
 import dataclasses
 import datetime as _dt
 import importlib
+import io
 import json
 import math
-import os
 import random
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +39,11 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from . import data_split
+from MedFusionLib import data_split
+from MedFusionLib.methods import REGISTRY
 
-TRAINABLES: Dict[str, str] = {
-    "mfenet": "MedFusionLib.methods.mfenet:trainable",
-    "edpsn": "MedFusionLib.methods.edpsn:trainable",
-    "fusioncinn": "MedFusionLib.methods.fusioncinn:trainable",
-}
+# Every registered network has a training module here named as its registry entry.
+TRAINABLES = tuple(info.name for info in REGISTRY.infos() if info.kind == "network")
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,7 @@ class Trainable:
 def get_trainable(name: str) -> Trainable:
     if name not in TRAINABLES:
         raise KeyError(f"No trainable network '{name}'; choose one of: {', '.join(TRAINABLES)}.")
-    module, attr = TRAINABLES[name].split(":")
-    return getattr(importlib.import_module(module), attr)()
+    return importlib.import_module(f"{__package__}.{name}").trainable()
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -198,6 +196,11 @@ class BatchSampler:
 
 
 # -------------------------------------------------------------------------------------------- validation
+def image_gradients(x: torch.Tensor):
+    """Forward differences: (x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :])."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
 def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for [0, 1] images (N, C, H, W); 100 dB for a perfect match."""
     mse = (output - target).pow(2).flatten(1).mean(1)
@@ -230,9 +233,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from MedFusionLib.atomic_file import write_bytes_atomically
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def _utc_now() -> str:
@@ -390,7 +395,7 @@ def _main_thread() -> bool:
 def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_dir=None, log: Callable = print) -> dict:
     """Best checkpoint -> ``<weights>/<name>.pt`` (plain state dict) + manifest entry, after validating it on
     the FULL validation set (every held-out pair, full images)."""
-    from .weights_store import export_state_dict
+    from MedFusionLib.weights_store import export_state_dict
 
     run = Path(run_dir)
     best_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
