@@ -69,9 +69,13 @@ def test_doctor_reports_what_really_runs(capsys):
 @pytest.mark.parametrize("variable, value, capped_at", [("ATEN_CPU_CAPABILITY", "avx2", "AVX2 (ATEN_CPU_CAPABILITY)"),
                                                         ("ONEDNN_MAX_CPU_ISA", "AVX2", "AVX2 (ONEDNN_MAX_CPU_ISA)")])
 def test_an_isa_cap_in_the_environment_turns_auto_to_fp32(variable, value, capped_at):
+    """bf16 is capped away; int8 (oneDNN's int8 kernels run on AVX2 too) takes its place where a network offers it."""
     out = _doctor_in_subprocess(**{variable: value})
     for info in NETWORKS:
         line = next(l for l in out.splitlines() if l.startswith(f"precision auto, {info.name} on cpu:"))
+        if "int8" in info.reduced_precision:
+            assert line.startswith(f"precision auto, {info.name} on cpu: int8 (")
+            continue
         assert line.startswith(f"precision auto, {info.name} on cpu: fp32 (")
         if _cpuinfo_has_native_bf16():  # the hardware could, the cap forbids it, and the doctor says which
             assert f"capped at {capped_at}" in line
@@ -82,10 +86,13 @@ def test_an_isa_cap_in_the_environment_turns_auto_to_fp32(variable, value, cappe
 def test_without_a_cap_auto_follows_the_hardware():
     out = _doctor_in_subprocess()
     expected = "bf16" if _cpuinfo_has_native_bf16() else "fp32"
-    guarded = [info for info in NETWORKS if "bf16" in info.reduced_precision]
+    guarded = [info for info in NETWORKS if "bf16" in info.reduced_precision and "int8" not in info.reduced_precision]
     assert guarded, "no network passes the bf16 accuracy guard: nothing to check"
     for info in guarded:
         assert f"precision auto, {info.name} on cpu: {expected} (" in out
+    for info in NETWORKS:  # without native bf16, int8 wherever a network offers it
+        if "int8" in info.reduced_precision:
+            assert f"precision auto, {info.name} on cpu: {'bf16' if expected == 'bf16' else 'int8'} (" in out
 
 
 def test_doctor_finds_corrupted_and_missing_weights(tmp_path):

@@ -42,7 +42,7 @@ def check_settings_types(settings) -> None:
     if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
                                    or not isinstance(batch_size, (int, np.integer))):
         raise _fail("batch_size", "a whole number", batch_size)
-    for name in ("edges", "return_sources", "compile", "check_registration"):
+    for name in ("edges", "return_sources", "compile", "check_registration", "crop_to_anatomy"):
         if not isinstance(getattr(settings, name), (bool, np.bool_)):
             raise _fail(name, "True or False", getattr(settings, name))
     options = settings.method_options

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import advice, edge_overlay, edges as edge_maps, field_of_view, functional_colour
+from . import advice, anatomy_crop, edge_overlay, edges as edge_maps, field_of_view, functional_colour
 from .api_checks import check_2d_pair, check_images_and_callbacks
 from .errors import Cancelled, InputError, MethodOutputError, ResourceError
 from .geometry import fields_of_view_may_overlap, slice_layout
@@ -168,7 +168,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
                  name_a: str = "A", name_b: str = "B", colormap_a=None, colormap_b=None,
                  return_sources: bool = False, precision: str = "auto", compile: bool = False,
                  colour_mode: str = "auto", edge_detail: Optional[float] = None,
-                 check_registration: bool = True) -> FusionResult:
+                 check_registration: bool = True, crop_to_anatomy: bool = True) -> FusionResult:
     """Fuse B into A's geometry with ``method``; see the module docstring for the steps.
 
     ``colormap_a`` / ``colormap_b`` colour a scalar functional source (a matplotlib name such as ``hot``, or an
@@ -179,7 +179,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``return_sources=True`` also returns the two normalised sources the method saw (``result.sources``), e.g.
     to score the fusion against them (two more volume-sized float arrays: for evaluation, not for clinics).
 
-    ``precision`` (auto, fp32, bf16, fp16) and ``compile`` (torch.compile, falls back silently) apply to networks;
+    ``precision`` (auto, fp32, bf16, fp16, int8) and ``compile`` (torch.compile, falls back silently) apply to networks;
     see acceleration.py for the policy and the accuracy guard behind ``auto``.
 
     Edges (``edges=True``) are 3D Canny edges of the two normalised sources, computed after the fusion loop on
@@ -190,6 +190,9 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
     ``check_registration`` first estimates B's residual shift against A (registration_check.py, 1-3 s);
     above max(3 mm, one voxel of B), with a significant metric gain, a warning says by how much and what to do.
 
+    ``crop_to_anatomy`` runs the method only where either source has data (anatomy_crop.py; the same result
+    to 1e-6); False runs every batch whole.
+
     ``progress(done, total)`` is called after every batch of slices; ``cancel()`` is polled before every
     batch and raises :class:`Cancelled` when it returns True. Inputs are never modified.
     """
@@ -199,7 +202,7 @@ def fuse_volumes(a: sitk.Image, b: sitk.Image, method: str = "average", axis: st
         edges=edges, edge_thresholds=edge_thresholds, method_options=method_options or {}, name_a=name_a,
         name_b=name_b, colormap_a=colormap_a, colormap_b=colormap_b, return_sources=return_sources,
         precision=precision, compile=compile, colour_mode=colour_mode, edge_detail=edge_detail,
-        check_registration=check_registration)
+        check_registration=check_registration, crop_to_anatomy=crop_to_anatomy)
     return fuse(a, b, settings, progress, cancel)
 
 
@@ -230,6 +233,8 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
             if found.misaligned:
                 warnings.append(found.warning(name_a, name_b))
     method = info.load(dev, settings.method_options, settings.precision, settings.compile)
+    margin = info.margin(settings.method_options)
+    cropped = anatomy_crop.AnatomyCrop(method, dev, margin, settings.crop_to_anatomy)
 
     src_a = Source(a, settings.preset_a, name_a, warnings, colormap=settings.colormap_a, colour_mode=colour_mode)
     src_b = Source(b, settings.preset_b, name_b, warnings, colormap=settings.colormap_b, colour_mode=colour_mode)
@@ -258,10 +263,8 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
             end = min(n_slices, start + batch)
             try:
                 slab_a, slab_b = reference.slab(start, end), moving.slab(start, end)
-                ta = torch.from_numpy(slab_a.luma).unsqueeze(1).to(dev, non_blocking=True)
                 luma_b = field_of_view.method_input_b(slab_a.luma, slab_b.luma, slab_b.inside)
-                tb = torch.from_numpy(luma_b).unsqueeze(1).to(dev, non_blocking=True)
-                fused = method(ta, tb)[:, 0].cpu().numpy()
+                fused = cropped(slab_a.luma, luma_b)[:, 0].cpu().numpy()
             except NonFiniteOutput as error:
                 raise MethodOutputError(f"{error} on slices {start + 1}-{end}; the result is refused and nothing "
                                         f"was written.") from None
@@ -269,8 +272,9 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
                 if not _is_out_of_memory(error):
                     raise
                 del error
-                ta = tb = slab_a = slab_b = fused = None  # free the failed batch before retrying
+                luma_b = slab_a = slab_b = fused = None  # free the failed batch before retrying
                 dev, batch = _after_out_of_memory(dev, batch, method, warnings)
+                cropped = anatomy_crop.AnatomyCrop(method, dev, margin, settings.crop_to_anatomy)  # new device
                 continue
             # Where only A has data, A passes through unchanged, fading in the fusion across B's border.
             weight = field_of_view.slab_weight(moving, start, end, slab_b.inside)

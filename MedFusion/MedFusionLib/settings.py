@@ -63,6 +63,7 @@ class FusionSettings:
     edge_thresholds: Optional[Tuple[float, float]] = None
     edge_detail: Optional[float] = None
     check_registration: bool = True
+    crop_to_anatomy: bool = True  # run the method only where either source has data (anatomy_crop.py)
     return_sources: bool = False
     name_a: str = "A"
     name_b: str = "B"
@@ -97,4 +98,4 @@ class FusionSettings:
             axis=check_axis(raw.axis), precision=precision, colour_mode=colour_mode,
             batch_size=None if raw.batch_size is None else int(raw.batch_size),
             edge_thresholds=validate_edge_thresholds(raw.edge_thresholds),
-            edge_detail=validate_edge_detail(raw.edge_detail))
+            edge_detail=validate_edge_detail(raw.edge_detail), crop_to_anatomy=bool(raw.crop_to_anatomy))

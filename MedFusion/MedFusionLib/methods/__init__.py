@@ -7,12 +7,14 @@ REGISTRY = Registry([
         name="average", title="Average", kind="classic", module="pixelwise", factory="build_average",
         summary="Pixel-wise mean of the two sources; the baseline every method is compared with.",
         reference="Baseline pixel averaging, e.g. Zhang, 'Multi-source remote sensing data fusion', 2010; "
-                  "used as the reference rule throughout the fusion literature."),
+                  "used as the reference rule throughout the fusion literature.",
+        crop_margin=0),
     MethodInfo(
         name="max", title="Max-abs", kind="classic", module="pixelwise", factory="build_max",
         summary="Pixel-wise maximum (sources are non-negative, so max-abs equals max).",
         reference="Choose-max rule, e.g. Li, Manjunath & Mitra, 'Multisensor image fusion using the wavelet "
-                  "transform', Graphical Models and Image Processing 57(3), 1995."),
+                  "transform', Graphical Models and Image Processing 57(3), 1995.",
+        crop_margin=0),
     MethodInfo(
         name="pca", title="PCA-weighted", kind="classic", module="pixelwise", factory="build_pca",
         summary="Weights from the principal eigenvector of the two sources' covariance, per slice.",
@@ -34,7 +36,10 @@ REGISTRY = Registry([
     MethodInfo(
         name="gff", title="Guided filtering (GFF)", kind="classic", module="gff", factory="build",
         summary="Two-scale decomposition with saliency weight maps refined by guided filters.",
-        reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013."),
+        reference="Li, Kang & Hu, 'Image fusion with guided filtering', IEEE Trans. Image Process. 22(7), 2013.",
+        # saliency 3x3 Laplacian (1) + 11x11 Gaussian (5), then a guided filter of radius 45 (two box means in a
+        # row: 90); the 31x31 base mean (15) is within that
+        crop_margin=96),
     MethodInfo(
         name="mfenet", title="MFEnet", kind="network", module="mfenet", factory="build",
         summary="Multi-scale dilated-conv autoencoder: max-abs fusion of encoder features, decoded, plus the "
@@ -47,7 +52,10 @@ REGISTRY = Registry([
                  "edge_weight": Option(0.0, "weight w of the Canny edges added to the fused image: default 0 = off (the "
                                       "paper's 1 saturates ~19% of the foreground white; reports/defaults/); "
                                       "the paper's setting: 1", minimum=0)},
-        reduced_precision=("bf16", "fp16")),
+        reduced_precision=("bf16", "fp16", "int8"),
+        # C1 3x3 (1) + widest dilated 3x3, dilation 5 (5) + C5 1x1 (0) + C6 (1) + C7-C10 3x3 (4) = 11;
+        # Canny's thresholds follow each slice's gradient statistics, so edge_weight != 0 is not local
+        crop_margin=11, crop_margin_unless=("edge_weight",)),
     MethodInfo(
         name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
         summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "

@@ -32,9 +32,15 @@ class MethodInfo:
     factory: str = "build"
     # option name -> its typed declaration; options are passed to the factory as keywords
     options: Dict[str, Option] = field(default_factory=dict)
-    # Reduced precisions ("bf16", "fp16") in which this network stays within the accuracy guard of its float32
-    # output (acceleration.py; checked by Testing/test_acceleration.py); precision "auto" uses only these.
+    # Reduced precisions ("bf16", "fp16", "int8") in which this network stays within the accuracy guard of its
+    # float32 output (acceleration.py; checked by Testing/test_acceleration.py); precision "auto" uses only these.
     reduced_precision: Tuple[str, ...] = ()
+    # Receptive-field radius in pixels (how far an input pixel can change an output pixel), declared only for a
+    # method whose output is local; None (slice-wide statistics, size-dependent pyramids, or not worked out):
+    # cropping to the anatomy only skips empty slices (anatomy_crop.py).
+    crop_margin: Optional[int] = None
+    # Options whose non-zero value makes the output slice-wide after all (e.g. MFEnet's Canny edges).
+    crop_margin_unless: Tuple[str, ...] = ()
 
     def check_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """``options`` checked against the declarations; returns them normalised (the only check there is)."""
@@ -44,6 +50,13 @@ class MethodInfo:
             raise InputError(f"Method '{self.name}' has no option {', '.join(map(repr, unknown))}; "
                              f"its options are: {valid}.")
         return {key: self.options[key].check(self.name, key, value) for key, value in options.items()}
+
+    def margin(self, options: Optional[Dict[str, Any]] = None) -> Optional[int]:
+        """The receptive-field margin for a run with ``options``, or None when that output is not local."""
+        chosen = {**self.defaults(), **(options or {})}
+        if any(chosen.get(key) for key in self.crop_margin_unless):
+            return None
+        return self.crop_margin
 
     def defaults(self) -> Dict[str, Any]:
         return {key: option.default for key, option in self.options.items()}
