@@ -54,7 +54,11 @@ def test_generated_sections_are_reproducible_and_free_of_machine_paths(rendered,
     assert strip(full) == strip(_block(committed_page, "results"))
     # Compact: one row per method, means only; the page keeps mean ± sd per modality pair.
     rows = [l for l in summary.splitlines() if l.startswith("| `")]
-    assert len(rows) == 16 and not any("±" in r for r in rows)
+    import csv
+
+    with open(REPO / "reports" / "results" / "results.csv", newline="", encoding="utf-8") as handle:
+        methods = {row["method"] for row in csv.DictReader(handle)}
+    assert len(rows) == len(methods) == 17 and not any("±" in r for r in rows)
     assert full.count("**CT-MRI** (10 pairs)") == 1 and "±" in full
 
 
