@@ -61,9 +61,9 @@ def test_hue_of_hot_regions_is_the_functional_hue(functional_pairs, method, opti
         assert result.colour_source == "B" and result.fused.GetNumberOfComponentsPerPixel() == 3
         rgb = sitk.GetArrayFromImage(functional)
         errors = _hue_error(sitk.GetArrayFromImage(result.fused), rgb, _hot(rgb))
-        assert errors.size > 500, pair.name
-        assert np.mean(errors <= HUE_TOLERANCE_DEG) >= share, (pair.name, np.mean(errors <= HUE_TOLERANCE_DEG))
-        assert np.median(errors) <= 2.0, pair.name
+        assert errors.size > 500, pair.key
+        assert np.mean(errors <= HUE_TOLERANCE_DEG) >= share, (pair.key, np.mean(errors <= HUE_TOLERANCE_DEG))
+        assert np.median(errors) <= 2.0, pair.key
 
 
 @pytest.mark.parametrize("method,options", [(m, o) for m, o, _ in METHODS], ids=[m[0] for m in METHODS])
@@ -75,7 +75,7 @@ def test_fused_luminance_carries_the_mri_structure(functional_pairs, method, opt
         base = fuse_volumes(mri, functional, method="average", edges=False)
         q_ours = qabf(mri_unit, mri_unit, _luma(sitk.GetArrayFromImage(ours.fused)))
         q_base = qabf(mri_unit, mri_unit, _luma(sitk.GetArrayFromImage(base.fused)))
-        assert q_ours > q_base + 0.1, (pair.name, q_ours, q_base)
+        assert q_ours > q_base + 0.1, (pair.key, q_ours, q_base)
 
 
 def test_ycbcr_round_trip_is_exact():

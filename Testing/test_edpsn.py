@@ -30,7 +30,7 @@ def _rgb(path):
 def real_pairs(harvard_dir):
     """One pair of every folder, in the method's order (a = anatomical reference, b = second source)."""
     names = [("CT-MRI", "41010.png"), ("PET-MRI", "41042.png"), ("SPECT-MRI", "29014.png")]
-    pairs = {p.name: p for p in data_split.list_pairs(harvard_dir, "all")}
+    pairs = {p.key: p for p in data_split.list_pairs(harvard_dir, "all")}
     out = []
     for folder, name in names:
         pair = pairs[f"{folder}/{name}"]

@@ -25,7 +25,7 @@ CROP = (slice(64, 192), slice(60, 188))
 
 @pytest.fixture(scope="module")
 def batch(harvard_dir):
-    pairs = {p.name: p for p in data_split.list_pairs(harvard_dir, "all")}
+    pairs = {p.key: p for p in data_split.list_pairs(harvard_dir, "all")}
     a = np.stack([data_split.read_y(pairs[name].path_a)[CROP] for name in PAIRS])[:, None]
     b = np.stack([data_split.read_y(pairs[name].path_b)[CROP] for name in PAIRS])[:, None]
     return torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))

@@ -317,7 +317,7 @@ def test_fusion_of_validation_ct_mri_beats_average_on_qabf_and_sf(harvard_dir):
     for index in range(len(pairs)):
         sources = (a[index, 0].numpy(), b[index, 0].numpy())
         ours, base = fused[index, 0].numpy(), average[index, 0].numpy()
-        assert qabf(*sources, ours) > qabf(*sources, base) + 0.1, pairs[index].name
-        assert spatial_frequency(ours) > spatial_frequency(base), pairs[index].name
-        assert spatial_frequency(enhanced[index, 0].numpy()) > spatial_frequency(ours), pairs[index].name
-        assert qabf(*sources, enhanced[index, 0].numpy()) < qabf(*sources, ours), pairs[index].name
+        assert qabf(*sources, ours) > qabf(*sources, base) + 0.1, pairs[index].key
+        assert spatial_frequency(ours) > spatial_frequency(base), pairs[index].key
+        assert spatial_frequency(enhanced[index, 0].numpy()) > spatial_frequency(ours), pairs[index].key
+        assert qabf(*sources, enhanced[index, 0].numpy()) < qabf(*sources, ours), pairs[index].key

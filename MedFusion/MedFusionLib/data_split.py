@@ -20,11 +20,12 @@ With the choice below (41 in CT-MRI and PET-MRI, 29 in SPECT-MRI) no folder lose
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .pairs import Pair
 
 # folder -> (source a, source b): the sub-folders holding the two co-registered images of each pair.
 FOLDERS: Dict[str, Tuple[str, str]] = {
@@ -67,21 +68,6 @@ def split_of(folder: str, case: str) -> str:
     return "excluded" if case in held_out_cases() else "train"
 
 
-@dataclass(frozen=True)
-class Pair:
-    folder: str
-    case: str
-    slice: int
-    modality_a: str
-    modality_b: str
-    path_a: Path
-    path_b: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.folder}/{self.path_a.name}"
-
-
 def list_pairs(root: Optional[Path] = None, split: str = "train", folders=None) -> List[Pair]:
     """The pairs of ``split`` ('train', 'val' or 'all'), sorted by folder, case, slice (a deterministic order)."""
     root = Path(root) if root is not None else default_root()
@@ -95,10 +81,10 @@ def list_pairs(root: Optional[Path] = None, split: str = "train", folders=None) 
             path_b = dir_b / path_a.name
             if not path_b.is_file():
                 continue
-            case, slice_ = case_and_slice(path_a.name)
+            case, _ = case_and_slice(path_a.name)
             which = split_of(folder, case)
             if split == "all" or which == split:
-                pairs.append(Pair(folder, case, slice_, mod_a, mod_b, path_a, path_b))
+                pairs.append(Pair(folder, path_a.name, path_a, path_b))
     pairs.sort(key=lambda p: (list(FOLDERS).index(p.folder), int(p.case), p.slice))
     return pairs
 

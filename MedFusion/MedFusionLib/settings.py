@@ -68,6 +68,13 @@ class FusionSettings:
     name_a: str = "A"
     name_b: str = "B"
 
+    def for_method(self, method: str, options: Optional[Mapping[str, Any]] = None) -> "FusionSettings":
+        """These checked settings with another method and its options (checked against its declarations)."""
+        from .methods import REGISTRY
+
+        info = REGISTRY.get(method)
+        return dataclasses.replace(self, method=info.name, method_options=info.check_options(dict(options or {})))
+
     @classmethod
     def create(cls, **keywords) -> "FusionSettings":
         """Checked, normalised settings from ``fuse_volumes``' keywords (see the module docstring)."""

@@ -125,7 +125,7 @@ def load_items(root=None, split: str = "train", unit: str = "image", max_per_fol
     for pair in pairs:
         a, b = data_split.read_y(pair.path_a), data_split.read_y(pair.path_b)
         if a.shape != b.shape:
-            raise ValueError(f"The two images of {pair.name} differ in size: {a.shape} and {b.shape}.")
+            raise ValueError(f"The two images of {pair.key} differ in size: {a.shape} and {b.shape}.")
         base = {"folder": pair.folder, "case": pair.case, "slice": pair.slice}
         if unit == "pair":
             images.append(np.stack([a, b]))

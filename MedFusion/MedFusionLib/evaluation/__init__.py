@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
+from ..settings import FusionSettings
 from .pairs import discover, parse_cases, parse_list, select
 from .runner import COLOUR_NOTE, Evaluation, Runner, evaluate_pairs, evaluate_volumes
 
@@ -46,13 +47,17 @@ def _prepare_out(out) -> Path:
     return path
 
 
+# The fusion settings an evaluation takes as keywords (declared, with their defaults, in settings.FusionSettings).
+FUSION_KEYWORDS = ("preset_a", "preset_b", "device", "batch_size")
+
+
 def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: Sequence[str] = ("classic",),
              metrics: Optional[Sequence[str]] = None, folders: Optional[Sequence[str]] = None, cases=None,
-             every: int = 1, limit: Optional[int] = None, axis: str = "axial", preset_a="auto", preset_b="auto",
-             device: str = "auto", batch_size: Optional[int] = None, jobs: int = 1, save_fused: bool = False,
-             say: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None,
-             progress_bars: bool = False, protocol: str = "medfusion",
-             command: Optional[str] = None, header: Sequence[str] = ()) -> Tuple[Evaluation, Dict[str, Path]]:
+             every: int = 1, limit: Optional[int] = None, axis: str = "axial", jobs: int = 1,
+             save_fused: bool = False, say: Optional[Callable[[str], None]] = None,
+             warn: Optional[Callable[[str], None]] = None, progress_bars: bool = False, protocol: str = "medfusion",
+             command: Optional[str] = None, header: Sequence[str] = (), settings: Optional[FusionSettings] = None,
+             **fusion) -> Tuple[Evaluation, Dict[str, Path]]:
     """Run an evaluation and write its report to ``out``; returns the evaluation and the written paths.
 
     Give either ``pairs_dir`` (a folder of modality-pair folders, see :mod:`.pairs`) or ``volumes`` = (A, B).
@@ -61,19 +66,23 @@ def evaluate(out, pairs_dir=None, volumes: Optional[Sequence] = None, methods: S
     :func:`.runner.evaluate_volumes`). ``say`` receives progress lines, ``warn`` warnings (default: ``say``).
     ``protocol``: "medfusion" (our metrics) or "cddfuse" (the CDDFuse scorer's 8 metrics, scored its way on
     8-bit grey images; see :mod:`MedFusionLib.metrics.cddfuse`); ``metrics`` names that protocol's metrics.
+    The methods run with ``settings`` (a FusionSettings) or with the keywords ``preset_a``, ``preset_b``,
+    ``device`` and ``batch_size`` (FUSION_KEYWORDS, as in FusionSettings), checked here once.
     Raises :class:`InputError` for anything the caller can fix.
     """
+    unknown = sorted(set(fusion) - set(FUSION_KEYWORDS))
+    if unknown:
+        raise TypeError(f"evaluate() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    if settings is not None and fusion:
+        raise TypeError("evaluate() takes either settings or the keywords " + ", ".join(FUSION_KEYWORDS))
     say = say or (lambda message: None)
     warn = warn or say
     if (pairs_dir is None) == (volumes is None):
         raise InputError("Give either a folder of image pairs or --volumes A B, not both and not neither.")
     out = Path(out)
     fused_dir = out / "fused" if save_fused else None
-    runner = Runner(methods, metrics, device=device, batch_size=batch_size, preset_a=preset_a,
-                    preset_b=preset_b, jobs=jobs, save_fused=fused_dir, say=say, progress_bars=progress_bars,
-                    protocol=protocol)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"Batch size must be at least 1, not {batch_size}.")
+    runner = Runner(methods, metrics, settings=settings or FusionSettings.create(**fusion), jobs=jobs,
+                    save_fused=fused_dir, say=say, progress_bars=progress_bars, protocol=protocol)
     if every < 1 or (limit is not None and limit < 1):
         raise InputError(f"--every and --limit must be at least 1 (got {every} and {limit}).")
     if pairs_dir is not None:

@@ -18,26 +18,14 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import InputError
+from ..pairs import Pair, case_of  # noqa: F401  (case_of: part of this module's interface)
 from ..volume_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 FUNCTIONAL_MODALITIES = ("PET", "SPECT")  # pseudo-colour functional images: never the reference
-_SLICE_DIGITS = 3
 
 CaseFilter = Union[None, Set[str], Mapping[str, Set[str]]]  # all folders, or folder -> case ids
-
-
-@dataclass(frozen=True)
-class Pair:
-    folder: str  # modality-pair folder, e.g. "PET-MRI"
-    name: str  # file name shared by both images, e.g. "25015.png"
-    path_a: Path  # the engine's reference source (anatomical)
-    path_b: Path
-
-    @property
-    def case(self) -> Optional[str]:
-        return case_of(self.name)
 
 
 @dataclass(frozen=True)
@@ -46,14 +34,6 @@ class PairFolder:
     modality_a: str  # the reference source's sub-folder, e.g. "MRI"
     modality_b: str  # e.g. "PET"
     pairs: Tuple[Pair, ...]
-
-
-def case_of(filename: str) -> Optional[str]:
-    """The case id of a slice file name ('28013.png' -> '28'), or None when the name has no such form."""
-    match = re.match(r"(\d+)", Path(filename).name)
-    if not match or len(match.group(1)) <= _SLICE_DIGITS:
-        return None
-    return str(int(match.group(1)[:-_SLICE_DIGITS]))
 
 
 def natural_key(name: str):

@@ -251,21 +251,24 @@ class _Job:
 
 
 class Runner:
-    def __init__(self, methods: Sequence[str], metrics: Optional[Sequence[str]] = None, device: str = "auto",
-                 batch_size: Optional[int] = None, preset_a="auto", preset_b="auto", jobs: int = 1,
+    def __init__(self, methods: Sequence[str], metrics: Optional[Sequence[str]] = None,
+                 settings: Optional[FusionSettings] = None, jobs: int = 1,
                  save_fused: Optional[Path] = None, say: Optional[Say] = None, progress_bars: bool = False,
                  protocol: str = "medfusion"):
+        """``settings``: checked settings (FusionSettings.create) whose presets, device and batch size every
+        method runs with; its method, edges and registration check are the evaluation's own."""
         self.specs = method_specs(methods)
         self.methods = list(self.specs)
         self.protocol = check_protocol(protocol)
         self.metrics = check_metrics(metrics, protocol)
-        self.device, self.batch_size = device, batch_size
-        self.preset_a, self.preset_b = preset_a, preset_b
+        # Scoring runs the methods alone: no edge overlay, no registration check (fuse checks registration).
+        shared = dataclasses.replace(settings or FusionSettings.create(), edges=False, return_sources=True,
+                                     check_registration=False)
+        self.device, self.batch_size = shared.device, shared.batch_size
+        self.preset_a, self.preset_b = shared.preset_a, shared.preset_b
         # Each method's settings, checked once; a job only adds its axis and source names.
-        self.settings = {label: FusionSettings.create(
-            method=method, method_options=options, preset_a=preset_a, preset_b=preset_b, device=device,
-            batch_size=batch_size, edges=False, return_sources=True, check_registration=False)
-            for label, (method, options) in self.specs.items()}  # scores methods; fuse checks registration
+        self.settings = {label: shared.for_method(method, options)
+                         for label, (method, options) in self.specs.items()}
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, not {jobs}.")
         self.jobs, self.save_fused = jobs, save_fused
@@ -537,7 +540,8 @@ def _finish(runner: Runner, groups, notes, montage, shapes, started) -> Evaluati
     if runner.protocol == cddfuse.PROTOCOL:
         notes.append(CDDFUSE_NOTE)
     settings = {"device": ", ".join(runner.devices) or runner.device, "batch": runner.batch_size,
-                "torch_threads": torch.get_num_threads(), "preset_a": runner.preset_a, "preset_b": runner.preset_b}
+                "torch_threads": torch.get_num_threads(), "preset_a": runner.preset_a.describe(),
+                "preset_b": runner.preset_b.describe()}
     return Evaluation(rows=runner.sorted_rows(), methods=runner.methods, metrics=runner.metrics, groups=list(groups),
                       notes=notes, warnings=runner.warnings, montage=montage,
                       slice_shapes=sorted(set(shapes)), settings=settings, seconds=time.perf_counter() - started,
