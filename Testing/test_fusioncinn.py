@@ -6,7 +6,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 from __future__ import annotations
 
 import copy
-import csv
 import shutil
 import socket
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from conftest import harvard_pair
+from training_checks import small_training_items, smoke_run_and_resume
 from MedFusionLib import data_split, weights_store
 from MedFusionTraining import fusioncinn as fusioncinn_training, training
 from MedFusionLib.errors import WeightsError
@@ -228,25 +228,9 @@ def test_fusion_target_keeps_the_salient_source(harvard_dir):
 
 # -------------------------------------------------------------------------------------------- training
 def test_training_smoke_runs_validates_and_resumes_exactly(tmp_path, harvard_dir):
-    pairs = data_split.list_pairs(harvard_dir, "train")
-    chosen = pairs[::len(pairs) // 3][:3]  # 3 training pairs spread over the folders
-    images = np.stack([np.stack([data_split.read_y(p.path_a), data_split.read_y(p.path_b)])[:, 96:160, 96:160]
-                       for p in chosen])
-    meta = [{"folder": p.folder, "case": p.case, "slice": p.slice, "modality": f"{p.modality_a}+{p.modality_b}"}
-            for p in chosen]
-    small = training.Items(images.astype(np.float32), meta)
     trainable = training.get_trainable("fusioncinn")
     assert trainable.unit == "pair" and trainable.recipes["paper"].lr == 5e-5
     assert trainable.recipes["paper"].batch_size == 8 and trainable.recipes["paper"].weight_decay == 1e-5
-    logs = []
-    summary = training.train(trainable, "smoke", tmp_path / "a", train_items=small, val_items=small, log=logs.append)
+    summary, _ = smoke_run_and_resume(trainable, small_training_items(harvard_dir), tmp_path)
     assert summary["finished"] and summary["best"]["metric"] == "qabf_folder_mean"
     assert 0 < summary["best"]["value"] <= 1
-    with open(tmp_path / "a" / "log.csv") as handle:
-        assert [r for r in csv.DictReader(handle) if r["train_loss"]]
-    training.train(trainable, "smoke", tmp_path / "b", steps=2, train_items=small, val_items=small, log=logs.append)
-    training.train(trainable, "smoke", tmp_path / "b", steps=summary["steps"], resume=True, train_items=small,
-                   val_items=small, log=logs.append)
-    first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
-    second = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -5,7 +5,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 """
 from __future__ import annotations
 
-import csv
 import socket
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from conftest import harvard_pair
+from training_checks import small_training_items, smoke_run_and_resume
 from weights_checks import assert_bad_weights_raise
 from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
@@ -134,25 +134,9 @@ def test_loss_terms_reward_the_sources_structure(harvard_dir):
 
 # -------------------------------------------------------------------------------------------- training
 def test_training_smoke_runs_validates_and_resumes_exactly(tmp_path, harvard_dir):
-    pairs = data_split.list_pairs(harvard_dir, "train")
-    chosen = pairs[::len(pairs) // 3][:3]  # 3 training pairs spread over the folders
-    images = np.stack([np.stack([data_split.read_y(p.path_a), data_split.read_y(p.path_b)])[:, 96:160, 96:160]
-                       for p in chosen])
-    meta = [{"folder": p.folder, "case": p.case, "slice": p.slice, "modality": f"{p.modality_a}+{p.modality_b}"}
-            for p in chosen]
-    small = training.Items(images.astype(np.float32), meta)
     trainable = training.get_trainable("medfusionnet")
     assert trainable.unit == "pair" and set(trainable.recipes) >= {"cpu", "gpu", "smoke"}
-    logs = []
-    summary = training.train(trainable, "smoke", tmp_path / "a", train_items=small, val_items=small, log=logs.append)
+    summary, first = smoke_run_and_resume(trainable, small_training_items(harvard_dir), tmp_path)
     assert summary["finished"] and summary["best"]["metric"] == "qabf_folder_mean"
     assert 0 < summary["best"]["value"] <= 1 and np.isfinite(summary["last_loss"])
-    with open(tmp_path / "a" / "log.csv") as handle:
-        assert [r for r in csv.DictReader(handle) if r["train_loss"]]
-    training.train(trainable, "smoke", tmp_path / "b", steps=2, train_items=small, val_items=small, log=logs.append)
-    training.train(trainable, "smoke", tmp_path / "b", steps=summary["steps"], resume=True, train_items=small,
-                   val_items=small, log=logs.append)
-    first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
-    second = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(first["head.2.weight"], torch.zeros_like(first["head.2.weight"]))  # it learnt
