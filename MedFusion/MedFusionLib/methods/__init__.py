@@ -1,6 +1,6 @@
 """Every fusion method MedFusion offers, in one table (see registry.py for the contract)."""
 from .base import Option
-from .registry import MethodInfo, Registry
+from .registry import FAMILIES, MethodInfo, Registry
 
 REGISTRY = Registry([
     MethodInfo(
@@ -41,7 +41,7 @@ REGISTRY = Registry([
         # row: 90); the 31x31 base mean (15) is within that
         crop_margin=96),
     MethodInfo(
-        name="mfenet", title="MFEnet", kind="network", module="mfenet", factory="build",
+        name="mfenet", family="cnn", title="MFEnet", kind="network", module="mfenet", factory="build",
         summary="Multi-scale dilated-conv autoencoder: max-abs fusion of encoder features, decoded, plus the "
                 "sources' Canny edges (edge enhancement).",
         reference="Xiao, Li, Zhang, Xie & Li, 'Medical image fusion based on multi-scale feature learning and "
@@ -57,7 +57,7 @@ REGISTRY = Registry([
         # Canny's thresholds follow each slice's gradient statistics, so edge_weight != 0 is not local
         crop_margin=11, crop_margin_unless=("edge_weight",)),
     MethodInfo(
-        name="edpsn", title="EDPSN", kind="network", module="edpsn", factory="build",
+        name="edpsn", family="cnn", title="EDPSN", kind="network", module="edpsn", factory="build",
         summary="Entropy-aware dynamic path selection: CCG edge enhancement of the functional image, 3x3 local "
                 "entropy splits pixels into low / medium / high information, one multi-scale path per level.",
         reference="Qu, Huang, Shi, Liu & Tang, 'Entropy-aware dynamic path selection network for multi-modality "
@@ -67,7 +67,7 @@ REGISTRY = Registry([
                                      "paper's: 1, the best measured; 0 = off)", minimum=0)},
         reduced_precision=("bf16", "fp16")),
     MethodInfo(
-        name="fusioncinn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",
+        name="fusioncinn", family="cnn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",
         summary="Conditional invertible network: both sources analysed to latents with Haar wavelet conditions, "
                 "latents fused (mean + RAM attention), inverted with max-abs fused wavelet conditions.",
         reference="'Multi-modal medical image fusion based on conditional reversible neural networks' "
@@ -75,7 +75,7 @@ REGISTRY = Registry([
                   "authors not legible in the available text.",
         reduced_precision=("bf16", "fp16")),
     MethodInfo(
-        name="medfusionnet", title="MedFusion-Net", kind="network", module="medfusionnet", factory="build",
+        name="medfusionnet", family="cnn", title="MedFusion-Net", kind="network", module="medfusionnet", factory="build",
         summary="MedFusion's own small network: a learnt saliency weight (from a soft pixel-max start) mixes the "
                 "two sources, plus a small bounded correction; full-resolution and 4x-downsampled context branches.",
         reference="MedFusion project, 'MedFusion-Net' (this repository: MedFusionLib/methods/medfusionnet.py and "

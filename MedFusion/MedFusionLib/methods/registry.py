@@ -21,6 +21,17 @@ from ..errors import InputError
 from .base import FusionMethod, Option
 
 
+# The families of fusion methods (after the survey seed, ../shared/METHODS.md), in listing order: key -> title.
+FAMILIES = {
+    "classic": "Classic rules",
+    "cnn": "CNN",
+    "gan": "GAN",
+    "transformer": "Transformer",
+    "unet": "U-Net",
+    "deep-features": "Deep features",
+}
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str  # registry key: CLI --method, Python API, Slicer combo box, weights manifest, training
@@ -30,6 +41,8 @@ class MethodInfo:
     reference: str  # the paper it implements (for --help, docstrings, tooltips)
     module: str  # module under MedFusionLib.methods holding the factory
     factory: str = "build"
+    # the survey's family (a key of FAMILIES), for grouped listings: `medfusion methods`, the Slicer combo box
+    family: str = "classic"
     # option name -> its typed declaration; options are passed to the factory as keywords
     options: Dict[str, Option] = field(default_factory=dict)
     # Reduced precisions ("bf16", "fp16", "int8") in which this network stays within the accuracy guard of its
@@ -41,6 +54,10 @@ class MethodInfo:
     crop_margin: Optional[int] = None
     # Options whose non-zero value makes the output slice-wide after all (e.g. MFEnet's Canny edges).
     crop_margin_unless: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"method {self.name!r}: family {self.family!r} is not one of {', '.join(FAMILIES)}")
 
     def check_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """``options`` checked against the declarations; returns them normalised (the only check there is)."""
