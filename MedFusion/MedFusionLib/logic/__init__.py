@@ -4,8 +4,8 @@
 runs :func:`MedFusionLib.engine.fuse_volumes`, and adds the fused volume and an edge segmentation to the scene.
 ``start(...)`` (same options) runs the engine in a worker process instead and returns a job to poll (what the
 widget does, so that the GUI never waits and torch never runs in Slicer's process; see fusion_job.py). Both go
-through ``prepare`` (checks, MRML -> images, the engine's keyword arguments: every option is declared there, once)
-and ``_finish`` (results -> scene, on the caller's thread).
+through ``prepare`` (checks, MRML -> images, the keywords checked once into FusionSettings: keywords.py derives
+them from FusionSettings and the registry, nothing is declared twice) and ``_finish`` (results -> scene, on the caller's thread).
 
 Geometry
     A is the reference. The output has A's IJK-to-RAS matrix (copied, not recomputed) and A's parent transform,
@@ -32,13 +32,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InputError
-from ..functional_colour import AUTO
 from ..methods import DEFAULT_METHOD, REGISTRY
 from ..settings import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE, FusionSettings  # noqa: F401 (the widget's range)
+from .controls import ControlSpec  # noqa: F401
 from .inputs import InputsMixin
+from .keywords import KEYWORDS, OPTION_CONTROLS, setting_default, settings_from_keywords  # noqa: F401
 from .outputs import MedFusionOutput, OutputsMixin, _OutputTransaction, _SegmentationState, _VolumeState  # noqa: F401
-from .parameters import (AXES, DEVICES, EDGE_COLOURS, EDGE_SEGMENT_IDS, EDGE_STRENGTH_RANGE, EDGE_WEIGHT_OPTION,  # noqa: F401
-                         FUSION_RULES, MODULE_NAME, PARAMETER_NAMES, PARAMETERS, RGB_WINDOW_LEVEL, RULE_OPTION,
+from .parameters import (ALL_PARAMETERS, AXES, DEVICES, EDGE_COLOURS, EDGE_SEGMENT_IDS, EDGE_STRENGTH_RANGE,  # noqa: F401
+                         EDGE_WEIGHT_OPTION, FUSION_RULES, MODULE_NAME, OPTION_PARAMETERS, PARAMETER_NAMES,
+                         PARAMETERS, RGB_WINDOW_LEVEL, RULE_OPTION,
                          SCALAR_WINDOW_LEVEL, Parameter, ParameterNodeMixin, _LogicBase, method_accepts,
                          method_help_html, method_options_for)
 
@@ -92,18 +94,17 @@ class MedFusionLogic(ParameterNodeMixin, InputsMixin, OutputsMixin, _LogicBase):
         """Run :meth:`start` with the values of a parameter node (what the widget's Apply does)."""
         return self.start(**jobOptions, **self.optionsFromParameters(parameterNode))
 
-    def prepare(self, volumeA, volumeB, method: str = DEFAULT_METHOD, axis: str = "axial", presetA="auto",
-                presetB="auto", device: str = "auto", fusionRule: Optional[str] = None,
-                edgeStrength: Optional[float] = None, methodOptions: Optional[dict] = None, edges: bool = True,
-                outputVolume=None, outputEdges=None, batchSize: Optional[int] = None,
-                colourB: Optional[str] = None, colourMode: str = AUTO, edgeDetail: Optional[float] = None,
-                checkRegistration: bool = True) -> "PreparedFusion":
+    def prepare(self, volumeA, volumeB, method: str = DEFAULT_METHOD, outputVolume=None, outputEdges=None,
+                colourB: Optional[str] = None, **options) -> "PreparedFusion":
         """Check the nodes and options and read the inputs (MRML, main thread); nothing is added to the scene.
 
-        Every option of :meth:`process` and :meth:`start` is declared here, once, and checked here, once, into the
-        :class:`~MedFusionLib.settings.FusionSettings` that both the in-process run and the worker pass to the
-        engine as they are. ``fusionRule`` and ``edgeStrength`` reach the method only when its registry entry
-        declares the options ``rule`` / ``edge_weight`` (MFEnet); ``methodOptions`` are passed as they are.
+        ``options`` are the fusion settings under their FusionSettings names in camelCase (``axis``, ``presetA``,
+        ``presetB``, ``device``, ``batchSize``, ``edges``, ``colourMode``, ``edgeDetail``, ``checkRegistration``,
+        ``methodOptions``, ...; defaults as declared there) and the method options under their control names
+        (``fusionRule``, ``edgeStrength``, ``eemWeight``, ...: logic/controls.py, from the registry), which reach
+        the method only when its registry entry declares them; ``methodOptions`` are passed as they are and win.
+        They are checked here, once (keywords.py), into the :class:`~MedFusionLib.settings.FusionSettings`
+        that both the in-process run and the worker pass to the engine as they are.
         ``colourB`` colours a scalar functional B (see the colourB parameter): the fused volume is then RGB,
         its colour shown as ``colourMode`` says (auto, overlay, ycbcr; see functional_colour.py). ``edgeDetail``
         (0..1) asks for fewer or more edges; ``checkRegistration`` first estimates B's shift against A and adds a
@@ -114,10 +115,14 @@ class MedFusionLogic(ParameterNodeMixin, InputsMixin, OutputsMixin, _LogicBase):
         started = time.perf_counter()
         self._validate(volumeA, volumeB, outputVolume, outputEdges)
         info = REGISTRY.get(method)
-        options = method_options_for(info.name, fusionRule, edgeStrength, methodOptions)
+        presetB = options.get("presetB", setting_default("preset_b"))
+        table_b, presetB = self._colour_for_b(volumeB, colourB, presetB)
+        if "presetB" in options or table_b is not None:
+            options["presetB"] = presetB
+        settings = settings_from_keywords(info.name, options, name_a=volumeA.GetName(), name_b=volumeB.GetName(),
+                                          colormap_b=table_b)
         warnings: List[str] = []
         image_a, image_b = self._input_images(volumeA, volumeB, warnings)
-        table_b, presetB = self._colour_for_b(volumeB, colourB, presetB)
 
         colour_a, colour_b = self._is_colour(image_a), self._is_colour(image_b) or table_b is not None
         if outputVolume is not None and not (colour_a and colour_b):
@@ -130,12 +135,8 @@ class MedFusionLogic(ParameterNodeMixin, InputsMixin, OutputsMixin, _LogicBase):
             if is_vector and not wants_vector:
                 raise InputError(f"The fused volume is scalar but the output '{outputVolume.GetName()}' is a vector "
                                  f"volume; select a scalar volume as output, or none to create one.")
-        settings = FusionSettings.create(
-            method=info.name, axis=axis, preset_a=presetA, preset_b=presetB, device=device, batch_size=batchSize,
-            edges=edges, method_options=options, name_a=volumeA.GetName(), name_b=volumeB.GetName(),
-            colormap_b=table_b, colour_mode=colourMode, edge_detail=edgeDetail, check_registration=checkRegistration)
         return PreparedFusion(volumeA, volumeB, info, image_a, image_b, settings, outputVolume,
-                              outputEdges if edges else None, warnings, started)
+                              outputEdges if settings.edges else None, warnings, started)
 
     def process(self, volumeA, volumeB, progress: Optional[Callable[[int, int], None]] = None,
                 cancel: Optional[Callable[[], bool]] = None, **options) -> MedFusionOutput:

@@ -1,11 +1,15 @@
-"""The parameter node: the one list of parameter names and types (PARAMETERS), their serialisation, and the
-mapping of the widget's camelCase names to the engine's settings. camelCase lives here, at the widget boundary
-(Slicer's convention for parameter nodes); the rest of MedFusionLib is snake_case.
+"""The parameter node: its parameters' names, types and defaults, and their serialisation. camelCase lives here,
+at the widget boundary (Slicer's convention for parameter nodes); the rest of MedFusionLib is snake_case.
 
-:data:`PARAMETERS` is the one list of parameter names and types. The widget's ``parameterNodeWrapper`` class
-(MedFusion.py) declares the same names (a test checks it); values are stored the way the wrapper stores them
-(enums by member name, bools as "True"/"False", nodes as references), so a scene saved from one side loads
-on the other.
+Nothing is declared twice: a setting's parameter takes its default from the FusionSettings field it feeds
+(settings.py; its keyword of ``MedFusionLogic.prepare`` is that field in camelCase, keywords.py), a method
+option's parameter takes its type, default, choices and range from the registry's ``Option`` (controls.py).
+
+:data:`PARAMETERS` are the fields of the widget's ``parameterNodeWrapper`` class (MedFusion.py declares the same
+names; a test checks it): the settings, and MFEnet's rule and edge weight under their names of earlier versions.
+:data:`OPTION_PARAMETERS` hold every other method option; the widget builds their controls from the registry
+and binds them itself. Values are stored the way the wrapper stores them (enums by member name, bools as
+"True"/"False", nodes as references), so a scene saved from one side loads on the other.
 """
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ import numpy as np
 from ..errors import InputError
 from ..functional_colour import AUTO, COLOUR_MODES
 from ..methods import DEFAULT_METHOD, REGISTRY
-from ..settings import EDGE_DETAIL_DEFAULT
+from ..settings import validate_edge_detail
+from .controls import LEGACY_NAMES, ControlSpec, camel_case, method_options
+from .keywords import OPTION_CONTROLS, setting_default
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,6 @@ AXES = ("axial", "coronal", "sagittal")
 DEVICES = ("auto", "cpu", "cuda")
 RULE_OPTION = "rule"
 EDGE_WEIGHT_OPTION = "edge_weight"
-EDGE_STRENGTH_RANGE = (0.0, 2.0)
 SCALAR_WINDOW_LEVEL = (1.0, 0.5)  # the fused scalar volume is float32 in [0, 1]
 RGB_WINDOW_LEVEL = (255.0, 127.5)  # the fused RGB volume is uint8 0..255
 # Segment colours of the edge overlay (RGB 0..1): A amber, B cyan; label 3 (both) belongs to both segments.
@@ -37,61 +42,90 @@ EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
 COLOUR_NONE, COLOUR_OWN = "none", "volume"
 
 
-def _declared_option(option: str):
-    """The first registry declaration of ``option`` (e.g. MFEnet's 'rule'): the widget's default and choices."""
-    return next(info.options[option] for info in REGISTRY.infos() if option in info.options)
+def _control(option: str) -> ControlSpec:
+    """The control of registry option ``option`` (e.g. MFEnet's 'rule')."""
+    return next(spec for spec in OPTION_CONTROLS if spec.option == option)
 
 
-FUSION_RULES = _declared_option(RULE_OPTION).choices  # MFEnet's feature-fusion rules
+FUSION_RULES = _control(RULE_OPTION).choices  # MFEnet's feature-fusion rules
+EDGE_STRENGTH_RANGE = _control(EDGE_WEIGHT_OPTION).limits  # MFEnet's edge weight on its slider
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """One entry of the parameter node. ``kind``: node, enum, str, bool or float."""
+    """One entry of the parameter node. ``kind``: node, enum, str, bool, float or int."""
     name: str
     kind: str
     default: Any = None
     node_class: Optional[str] = None  # for kind "node"
     choices: Tuple[str, ...] = ()  # for kind "enum"
     help: str = ""
-    limits: Optional[Tuple[float, float]] = None  # for kind "float": the slider's range
+    limits: Optional[Tuple[float, float]] = None  # for kinds "float" and "int": the control's range
+    keyword: str = ""  # the keyword of MedFusionLogic.prepare it feeds ("" = the name)
+    control: Optional[ControlSpec] = None  # a method option's control (controls.py)
+
+    def __post_init__(self):
+        object.__setattr__(self, "keyword", self.keyword or self.name)
 
     def clamp(self, value: float) -> float:
         """A number as the widget shows it: a slider cannot show (nor should the run use) a value outside it."""
-        return float(min(max(value, self.limits[0]), self.limits[1])) if self.limits else float(value)
+        number = float(min(max(value, self.limits[0]), self.limits[1])) if self.limits else float(value)
+        return int(round(number)) if self.kind == "int" else number
 
 
+def _setting(name: str, kind: str, field: str, help: str, **more) -> Parameter:
+    """A parameter feeding FusionSettings.``field``: its default is that field's (one declaration)."""
+    default = setting_default(field)
+    if field == "edge_detail":
+        default = validate_edge_detail(default)  # None means the declared detail; a slider needs the number
+    return Parameter(name, kind, default, help=help, keyword=camel_case(field), **more)
+
+
+def _option(spec: ControlSpec) -> Parameter:
+    """A parameter holding a method option's control value (default, choices and range from the registry)."""
+    return Parameter(spec.parameter, spec.parameter_kind, spec.default, choices=tuple(map(str, spec.choices)),
+                     limits=spec.limits, control=spec,
+                     help=f"{spec.tooltip} (methods: {', '.join(spec.methods)})")
+
+
+_LEGACY = {spec.option: _option(spec) for spec in OPTION_CONTROLS if spec.option in LEGACY_NAMES}
+
+# The fields of the widget's parameterNodeWrapper (MedFusion.py), in its order.
 PARAMETERS: Tuple[Parameter, ...] = (
-    Parameter("inputVolumeA", "node", None, node_class="vtkMRMLScalarVolumeNode",
+    Parameter("inputVolumeA", "node", None, node_class="vtkMRMLScalarVolumeNode", keyword="volumeA",
               help="reference volume (its grid and geometry are the output's)"),
-    Parameter("inputVolumeB", "node", None, node_class="vtkMRMLScalarVolumeNode",
+    Parameter("inputVolumeB", "node", None, node_class="vtkMRMLScalarVolumeNode", keyword="volumeB",
               help="second volume, resampled onto A"),
     Parameter("method", "enum", DEFAULT_METHOD, choices=tuple(REGISTRY.names()), help="fusion method"),
-    Parameter("fusionRule", "enum", _declared_option(RULE_OPTION).default, choices=FUSION_RULES,
-              help="feature fusion rule (methods with a 'rule' option, e.g. MFEnet)"),
-    Parameter("edgeStrength", "float", _declared_option(EDGE_WEIGHT_OPTION).default,
-              help="edge-enhancement weight (methods with an 'edge_weight' option, e.g. MFEnet)",
-              limits=EDGE_STRENGTH_RANGE),
-    Parameter("axis", "enum", "axial", choices=AXES, help="slicing axis"),
-    Parameter("presetA", "str", "auto", help="intensity preset of A"),
-    Parameter("presetB", "str", "auto", help="intensity preset of B"),
+    _LEGACY[RULE_OPTION],
+    _LEGACY[EDGE_WEIGHT_OPTION],
+    _setting("axis", "enum", "axis", "slicing axis", choices=AXES),
+    _setting("presetA", "str", "preset_a", "intensity preset of A"),
+    _setting("presetB", "str", "preset_b", "intensity preset of B"),
     Parameter("colourB", "str", COLOUR_NONE,
               help="colour a scalar functional B (PET, SPECT): none, 'volume' (its own colour table and window), "
                    "or the name of a colour node (e.g. PET-Heat); the fused volume is then RGB"),
-    Parameter("colourMode", "enum", AUTO, choices=COLOUR_MODES,
-              help="how the functional colour is shown: auto, overlay (thresholded colour on the grey fusion) or "
-                   "ycbcr (brightness from the fusion, colour kept); see MedFusionLib.functional_colour"),
-    Parameter("device", "enum", "auto", choices=DEVICES, help="auto, cpu or cuda"),
-    Parameter("showEdges", "bool", True, help="compute the edge overlay segmentation"),
-    Parameter("edgeDetail", "float", EDGE_DETAIL_DEFAULT, help="fewer (0) or more (1) edges in the overlay"),
-    Parameter("checkRegistration", "bool", True, help="warn when B seems shifted from A (registration check)"),
+    _setting("colourMode", "enum", "colour_mode",
+             "how the functional colour is shown: auto, overlay (thresholded colour on the grey fusion) or "
+             "ycbcr (brightness from the fusion, colour kept); see MedFusionLib.functional_colour",
+             choices=COLOUR_MODES),
+    _setting("device", "enum", "device", "auto, cpu or cuda", choices=DEVICES),
+    _setting("showEdges", "bool", "edges", "compute the edge overlay segmentation"),
+    _setting("edgeDetail", "float", "edge_detail", "fewer (0) or more (1) edges in the overlay"),
+    _setting("checkRegistration", "bool", "check_registration",
+             "warn when B seems shifted from A (registration check)"),
     Parameter("outputVolume", "node", None, node_class="vtkMRMLScalarVolumeNode",
               help="fused volume to overwrite; empty = create a new one"),
     Parameter("outputEdges", "node", None, node_class="vtkMRMLSegmentationNode",
               help="edge segmentation to overwrite; empty = create a new one"),
 )
 PARAMETER_NAMES: Tuple[str, ...] = tuple(p.name for p in PARAMETERS)
-_BY_NAME = {p.name: p for p in PARAMETERS}
+# The other method options' controls: the widget builds them from the registry (no wrapper field, no .ui entry)
+# and they are stored in the same node under these names.
+OPTION_PARAMETERS: Tuple[Parameter, ...] = tuple(_option(spec) for spec in OPTION_CONTROLS
+                                                 if spec.parameter not in PARAMETER_NAMES)
+ALL_PARAMETERS = PARAMETERS + OPTION_PARAMETERS
+_BY_NAME = {p.name: p for p in ALL_PARAMETERS}
 
 
 def method_accepts(method: str, option: str) -> bool:
@@ -103,24 +137,25 @@ def method_accepts(method: str, option: str) -> bool:
 
 
 def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: Optional[dict] = None) -> dict:
-    """Method options to pass to the engine: the rule and edge strength only where the method declares them."""
-    options = dict(extra or {})
-    if fusionRule is not None and method_accepts(method, RULE_OPTION):  # checked with the others by the engine
-        options.setdefault(RULE_OPTION, fusionRule)
-    if edgeStrength is not None and method_accepts(method, EDGE_WEIGHT_OPTION):
-        options.setdefault(EDGE_WEIGHT_OPTION, float(edgeStrength))
-    return options
+    """Method options to pass to the engine: the rule and edge strength only where the method declares them
+    (``extra`` wins); the general form, for every control, is controls.method_options."""
+    values = {_LEGACY[RULE_OPTION].name: fusionRule, _LEGACY[EDGE_WEIGHT_OPTION].name: edgeStrength}
+    return {**method_options(OPTION_CONTROLS, REGISTRY.get(method).name, values), **(extra or {})}
 
 
-def _parameter_float(name: str, text) -> float:
-    """A number for or from a parameter node (a saved scene can hold anything): finite, or one sentence."""
+def _parameter_number(parameter: Parameter, text) -> float:
+    """A number for or from a parameter node (a saved scene can hold anything): finite (and whole for an int
+    parameter), or one sentence."""
     try:
         value = float(text)
     except (TypeError, ValueError):
         value = float("nan")
     if not np.isfinite(value):
-        raise InputError(f"The MedFusion parameter {name} = '{text}' is not a finite number; set it again in the "
-                         f"module.")
+        raise InputError(f"The MedFusion parameter {parameter.name} = '{text}' is not a finite number; set it again "
+                         f"in the module.")
+    if parameter.kind == "int" and value != int(value):
+        raise InputError(f"The MedFusion parameter {parameter.name} = '{text}' is not a whole number; set it again "
+                         f"in the module.")
     return value
 
 
@@ -179,8 +214,8 @@ class ParameterNodeMixin:
                 raise InputError(f"'{value}' is not a valid {parameter.name}; choose one of: "
                                  f"{', '.join(parameter.choices)}.")
             node.SetParameter(parameter.name, str(value))
-        elif parameter.kind == "float":
-            node.SetParameter(parameter.name, str(parameter.clamp(_parameter_float(parameter.name, value))))
+        elif parameter.kind in ("float", "int"):
+            node.SetParameter(parameter.name, str(parameter.clamp(_parameter_number(parameter, value))))
         else:
             node.SetParameter(parameter.name, str(value))
 
@@ -190,7 +225,7 @@ class ParameterNodeMixin:
         number that does not parse. The widget's typed wrapper could not read those back."""
         wasModified = parameterNode.StartModify()
         try:
-            for parameter in PARAMETERS:
+            for parameter in ALL_PARAMETERS:
                 if not parameterNode.HasParameter(parameter.name):
                     self._write(parameterNode, parameter, parameter.default)
                     continue
@@ -198,11 +233,10 @@ class ParameterNodeMixin:
                 usable = True
                 if parameter.kind == "enum":
                     usable = text in parameter.choices
-                elif parameter.kind == "float":
+                elif parameter.kind in ("float", "int"):
                     try:
-                        number = float(text)
-                        usable = bool(np.isfinite(number))
-                    except ValueError:
+                        number = _parameter_number(parameter, text)
+                    except InputError:
                         usable = False
                     if usable and parameter.clamp(number) != number:  # e.g. a scene saved by a script
                         log.warning("MedFusion: parameter %s = %s is outside %s; using %s, as the slider shows.",
@@ -220,7 +254,7 @@ class ParameterNodeMixin:
 
     def setParameters(self, parameterNode, **values) -> None:
         """Set parameters by name, e.g. ``setParameters(node, method="gff", inputVolumeA=ct)``."""
-        unknown = sorted(set(values) - set(PARAMETER_NAMES))
+        unknown = sorted(set(values) - set(_BY_NAME))
         if unknown:
             raise InputError(f"Unknown MedFusion parameter(s): {', '.join(unknown)}.")
         wasModified = parameterNode.StartModify()
@@ -231,9 +265,10 @@ class ParameterNodeMixin:
             parameterNode.EndModify(wasModified)
 
     def readParameters(self, parameterNode) -> Dict[str, Any]:
-        """Every parameter's value (defaults where missing), typed: nodes, str, bool, float."""
+        """Every parameter's value (defaults where missing), typed: nodes, str, bool, float, int, an option's
+        choice as declared."""
         values = {}
-        for parameter in PARAMETERS:
+        for parameter in ALL_PARAMETERS:
             if parameter.kind == "node":
                 values[parameter.name] = parameterNode.GetNodeReference(parameter.name)
                 continue
@@ -243,18 +278,14 @@ class ParameterNodeMixin:
             text = parameterNode.GetParameter(parameter.name)
             if parameter.kind == "bool":
                 values[parameter.name] = text == "True"
-            elif parameter.kind == "float":
-                values[parameter.name] = parameter.clamp(_parameter_float(parameter.name, text))
+            elif parameter.kind in ("float", "int"):
+                values[parameter.name] = parameter.clamp(_parameter_number(parameter, text))
+            elif parameter.control is not None and parameter.control.choices:  # e.g. a whole-number choice
+                values[parameter.name] = dict(zip(parameter.choices, parameter.control.choices)).get(text, text)
             else:
                 values[parameter.name] = text
         return values
 
     def optionsFromParameters(self, parameterNode) -> Dict[str, Any]:
         """The volumes and options of :meth:`prepare` held by a parameter node (what the widget's Apply runs)."""
-        p = self.readParameters(parameterNode)
-        return dict(volumeA=p["inputVolumeA"], volumeB=p["inputVolumeB"], method=p["method"], axis=p["axis"],
-                    presetA=p["presetA"], presetB=p["presetB"], device=p["device"], fusionRule=p["fusionRule"],
-                    edgeStrength=p["edgeStrength"], edges=p["showEdges"], outputVolume=p["outputVolume"],
-                    outputEdges=p["outputEdges"], colourB=p["colourB"],
-                    colourMode=p["colourMode"], edgeDetail=p["edgeDetail"],
-                    checkRegistration=p["checkRegistration"])
+        return {_BY_NAME[name].keyword: value for name, value in self.readParameters(parameterNode).items()}

@@ -51,7 +51,7 @@ REGISTRY = Registry([
                                        "add, average, softmax", choices=("max", "add", "average", "softmax")),
                  "edge_weight": Option(0.0, "weight w of the Canny edges added to the fused image: default 0 = off (the "
                                       "paper's 1 saturates ~19% of the foreground white; reports/defaults/); "
-                                      "the paper's setting: 1", minimum=0)},
+                                      "the paper's setting: 1", minimum=0, slider_maximum=2)},
         reduced_precision=("bf16", "fp16", "int8"),
         # C1 3x3 (1) + widest dilated 3x3, dilation 5 (5) + C5 1x1 (0) + C6 (1) + C7-C10 3x3 (4) = 11;
         # Canny's thresholds follow each slice's gradient statistics, so edge_weight != 0 is not local
@@ -64,7 +64,8 @@ REGISTRY = Registry([
                   "medical image fusion', Information Fusion 123: 103312, 2025, doi:10.1016/j.inffus.2025.103312.",
         options={"eem_weight": Option(1.0, "weight w of the central concentration gradient added to the second "
                                      "(functional) source by the edge enhancement module (default and the "
-                                     "paper's: 1, the best measured; 0 = off)", minimum=0)},
+                                     "paper's: 1, the best measured; 0 = off)", minimum=0,
+                                     slider_maximum=2)},
         reduced_precision=("bf16", "fp16")),
     MethodInfo(
         name="fusioncinn", family="cnn", title="FusionCINN", kind="network", module="fusioncinn", factory="build",

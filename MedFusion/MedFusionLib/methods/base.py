@@ -33,6 +33,9 @@ class Option:
     help: str
     choices: Tuple[Any, ...] = ()  # allowed values, if a closed set
     minimum: Optional[float] = None  # inclusive lower bound for numbers
+    maximum: Optional[float] = None  # inclusive upper bound for numbers
+    # Where the Slicer slider ends for a number without a maximum (larger values stay open to the CLI and API).
+    slider_maximum: Optional[float] = None
 
     @property
     def type(self) -> type:
@@ -43,6 +46,10 @@ class Option:
         if self.choices:
             return "one of " + ", ".join(map(str, self.choices))
         kind = {bool: "true/false", int: "whole number", float: "number", str: "name"}.get(self.type, "value")
+        if self.minimum is not None and self.maximum is not None:
+            return f"{kind} from {self.minimum:g} to {self.maximum:g}"
+        if self.maximum is not None:
+            return f"{kind} <= {self.maximum:g}"
         return kind if self.minimum is None else f"{kind} >= {self.minimum:g}"
 
     @staticmethod
@@ -78,6 +85,8 @@ class Option:
                              f"{', '.join(map(str, self.choices))}.")
         if self.minimum is not None and value < self.minimum:
             raise InputError(f"Option '{name}' of method '{method}' must be at least {self.minimum:g}, not {value!r}.")
+        if self.maximum is not None and value > self.maximum:
+            raise InputError(f"Option '{name}' of method '{method}' must be at most {self.maximum:g}, not {value!r}.")
         return value  # as given: a whole number stays one (method labels such as edge_weight=1 keep their form)
 
 
