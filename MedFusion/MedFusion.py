@@ -8,6 +8,7 @@ import enum
 import logging
 from typing import Annotated, Optional
 
+import ctk
 import qt
 import vtk
 
@@ -128,6 +129,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer = None
         self._dependenciesChecked = False
         self._resultVolumeID = None  # the last fused volume (its ID only: the scene holds the data, once)
+        self._optionControls = {}  # parameter name -> (label, widget, ControlSpec): _buildOptionControls
 
     @property
     def _running(self) -> bool:
@@ -150,6 +152,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "then RGB: its brightness carries the anatomy of A, its colour the function of B.")
         self.ui.progressBar.hide()
         self.ui.progressBar.maximum = 100
+        self._buildOptionControls()
 
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
@@ -232,8 +235,98 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             info = REGISTRY.get(method.name)
             self.ui.methodComboBox.setItemData(index, f"{info.summary}\n{info.reference}", qt.Qt.ToolTipRole)
 
+    # ------------------------------------------------------------------ method options ----------------------
+    def _buildOptionControls(self) -> None:
+        """A control for every method option, as logic/controls.py specifies it from the registry: MFEnet's rule
+        and edge weight are the .ui's (bound by the wrapper), the others are made here and bound below."""
+        self._optionControls = {}  # parameter name -> (label, widget, ControlSpec)
+        legacy = {"fusionRule": (self.ui.fusionRuleComboBoxLabel, self.ui.fusionRuleComboBox),
+                  "edgeStrength": (self.ui.edgeStrengthSliderWidgetLabel, self.ui.edgeStrengthSliderWidget)}
+        for name, (label, widget) in legacy.items():
+            spec = PARAMETERS[name].control
+            widget.toolTip = spec.tooltip
+            if spec.kind == "slider":
+                widget.singleStep, widget.decimals = spec.step, spec.decimals
+                widget.minimum, widget.maximum = spec.minimum, spec.maximum
+            self._optionControls[name] = (label, widget, spec)
+        form = self.ui.methodCollapsibleButton.layout()
+        for parameter in medfusion_logic.OPTION_PARAMETERS:
+            spec = parameter.control
+            widget, signal = self._makeOptionWidget(spec)
+            widget.toolTip = spec.tooltip
+            widget.connect(signal, lambda *args, name=parameter.name: self._onOptionChanged(name))
+            label = qt.QLabel(spec.label + ":")
+            form.addRow(label, widget)
+            self._optionControls[parameter.name] = (label, widget, spec)
+
+    @staticmethod
+    def _makeOptionWidget(spec):
+        """(widget, its change signal) for a control spec."""
+        if spec.kind == "combo":
+            widget = qt.QComboBox()
+            widget.addItems([str(choice) for choice in spec.choices])
+            return widget, "currentIndexChanged(int)"
+        if spec.kind == "checkbox":
+            return qt.QCheckBox(), "toggled(bool)"
+        if spec.kind == "line edit":
+            return qt.QLineEdit(), "editingFinished()"
+        if spec.kind == "slider":
+            widget = ctk.ctkSliderWidget()
+        else:
+            widget = qt.QDoubleSpinBox() if spec.decimals else qt.QSpinBox()
+        if spec.decimals:
+            widget.decimals = spec.decimals
+        widget.minimum, widget.maximum, widget.singleStep = spec.minimum, spec.maximum, spec.step
+        return widget, "valueChanged(double)" if spec.decimals else "valueChanged(int)"
+
+    @staticmethod
+    def _optionWidgetValue(widget, spec):
+        if spec.kind == "combo":
+            return widget.currentText
+        if spec.kind == "checkbox":
+            return widget.checked
+        if spec.kind == "line edit":
+            return widget.text
+        return widget.value
+
+    @staticmethod
+    def _showOptionValue(widget, spec, value) -> None:
+        wasBlocked = widget.blockSignals(True)  # showing a value is no change to write back
+        try:
+            if spec.kind == "combo":
+                widget.currentIndex = max(widget.findText(str(value)), 0)
+            elif spec.kind == "checkbox":
+                widget.checked = bool(value)
+            elif spec.kind == "line edit":
+                widget.text = str(value)
+            else:
+                widget.value = value
+        finally:
+            widget.blockSignals(wasBlocked)
+
+    def _onOptionChanged(self, name: str) -> None:
+        if self._parameterNode is None:
+            return
+        _, widget, spec = self._optionControls[name]
+        try:
+            self.logic.setParameters(self._parameterNode.parameterNode, **{name: self._optionWidgetValue(widget, spec)})
+        except MedFusionError as error:  # e.g. an empty line edit: the node keeps its value, the control shows it
+            logging.warning(str(error))
+            self._updateGUI()
+
+    def _updateOptionControls(self, method: str) -> None:
+        """Only the options the method declares are shown; the made controls show the node's values."""
+        values = self.logic.readParameters(self._parameterNode.parameterNode)
+        for name, (label, widget, spec) in self._optionControls.items():
+            shown = method in spec.methods
+            label.visible = widget.visible = shown
+            widget.enabled = shown and not self._running
+            if name in PARAMETERS:  # the wrapper shows these
+                continue
+            self._showOptionValue(widget, spec, values[name])
+
     def _updateGUI(self, caller=None, event=None) -> None:
-        """Apply/Cancel state and the method-dependent widgets (rule and strength only where the method has them)."""
+        """Apply/Cancel state and the method-dependent widgets (each option's control only for its methods)."""
         node = self._parameterNode
         if node is None:
             return
@@ -241,16 +334,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         info = REGISTRY.get(method)
         self.ui.methodComboBox.toolTip = f"{info.title}: {info.summary}\n{info.reference}"
         self.ui.methodInfoLabel.text = f"{info.summary} <i>{info.reference}</i>"
-        hasRule = medfusion_logic.method_accepts(method, medfusion_logic.RULE_OPTION)
-        hasStrength = medfusion_logic.method_accepts(method, medfusion_logic.EDGE_WEIGHT_OPTION)
-        self.ui.fusionRuleComboBox.enabled = hasRule and not self._running
-        self.ui.edgeStrengthSliderWidget.enabled = hasStrength and not self._running
-        unavailable = _("Not an option of {method}.").format(method=info.title)
-        self.ui.fusionRuleComboBox.toolTip = _("How the network merges the features of the two sources.") \
-            if hasRule else unavailable
-        self.ui.edgeStrengthSliderWidget.toolTip = _("Weight of the Canny edges added to the fused image (0 = off, "
-                                                     "the default; the paper's setting is 1).") \
-            if hasStrength else unavailable
+        self._updateOptionControls(info.name)
         self.ui.outputEdgesSelector.enabled = node.showEdges and not self._running
         self.ui.edgeDetailSliderWidget.enabled = node.showEdges and not self._running
         if self._running:

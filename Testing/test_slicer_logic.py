@@ -591,6 +591,37 @@ def test_fusion_rule_and_edge_strength_reach_mfenet(mrml, stroke):
     np.testing.assert_array_equal(voxel_array(ignored.volume), voxel_array(without.volume))
 
 
+def test_every_method_option_set_on_the_parameter_node_reaches_its_method(mrml, stroke):
+    """Options the widget builds from the registry (EDPSN's eem_weight, Laplacian's levels) are stored in the
+    parameter node and reach the method, as MFEnet's two do; a saved scene without them gets their defaults."""
+    t1, t2 = stroke
+    from MedFusionLib.mrml_convert import add_volume_from_sitk, volume_node_to_sitk
+
+    a = add_volume_from_sitk(mrml.scene, volume_node_to_sitk(t1)[30:90, 40:110, 60:64], "T1 block")
+    b = add_volume_from_sitk(mrml.scene, volume_node_to_sitk(t2)[30:90, 40:110, 60:64], "T2 block")
+    logic = MedFusionLogic()
+    node = logic.getParameterNode()
+    logic.setDefaultParameters(node)
+    assert node.GetParameter("eemWeight") == "1.0" and node.GetParameter("laplacianLevels") == "4"
+    logic.setParameters(node, inputVolumeA=a, inputVolumeB=b, method="edpsn", device="cpu", showEdges=False)
+    with_eem = voxel_array(logic.processParameterNode(node).volume)
+    logic.setParameters(node, eemWeight=0.0)
+    assert logic.readParameters(node)["eemWeight"] == 0.0
+    without = voxel_array(logic.processParameterNode(node).volume)
+    direct = voxel_array(logic.process(a, b, method="edpsn", device="cpu", edges=False,
+                                       methodOptions={"eem_weight": 0.0}).volume)
+    np.testing.assert_array_equal(without, direct)  # the node's value is the option, nothing else
+    assert np.abs(with_eem - without).max() > 0.01
+    logic.setParameters(node, method="laplacian", laplacianLevels=1)
+    one = voxel_array(logic.processParameterNode(node).volume)
+    logic.setParameters(node, laplacianLevels=3)
+    assert np.abs(voxel_array(logic.processParameterNode(node).volume) - one).max() > 0.01
+    with pytest.raises(InputError, match="laplacianLevels .* is not a whole number"):
+        logic.setParameters(node, laplacianLevels=2.5)
+    with pytest.raises(InputError, match="no option 'eem_weight'"):  # the node's names, not the registry's
+        logic.process(a, b, method="edpsn", eem_weight=0.5)
+
+
 def test_registration_check_sees_the_scene_transform(mrml, stroke):
     """B under a 6 mm translation (a parent transform, as after a wrong registration) is reported."""
     t1, t2 = stroke
