@@ -6,8 +6,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 from __future__ import annotations
 
 import copy
-import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -15,9 +13,9 @@ import torch
 
 from conftest import harvard_pair
 from training_checks import small_training_items, smoke_run_and_resume
+from weights_checks import assert_bad_weights_raise, build_offline
 from MedFusionLib import data_split, weights_store
 from MedFusionTraining import fusioncinn as fusioncinn_training, training
-from MedFusionLib.errors import WeightsError
 from MedFusionLib.methods import REGISTRY, fusioncinn
 from MedFusionLib.methods.cinn_blocks import (
     ChannelPermutation,
@@ -156,28 +154,12 @@ def test_shipped_weights_load_offline_and_match_the_manifest(monkeypatch):
     assert entry["parameters"] == fusioncinn.count_parameters(fusioncinn.FusionCINN())
     assert entry["data"]["validation_cases"] == {k: list(v) for k, v in data_split.VALIDATION_CASES.items()}
     assert entry["recipe"]["command"] and entry["recipe"]["seed"] is not None
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("FusionCINN tried to open a network connection")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    fuse = REGISTRY.get("fusioncinn").build("cpu")
+    fuse = build_offline(monkeypatch, "fusioncinn")
     assert not fuse.model.training
 
 
 def test_corrupted_or_missing_weights_raise_weights_error(tmp_path):
-    folder = tmp_path / "weights"
-    shutil.copytree(weights_store.WEIGHTS_DIR, folder)
-    path = folder / "fusioncinn.pt"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match=r"fusioncinn\.pt.*corrupted"):
-        fusioncinn.build("cpu", weights_dir=folder)
-    path.unlink()
-    with pytest.raises(WeightsError, match=r"fusioncinn\.pt.*missing"):
-        fusioncinn.build("cpu", weights_dir=folder)
+    assert_bad_weights_raise(fusioncinn.build, "fusioncinn", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- fusion

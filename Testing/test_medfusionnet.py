@@ -5,7 +5,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 """
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from conftest import harvard_pair
 from training_checks import small_training_items, smoke_run_and_resume
-from weights_checks import assert_bad_weights_raise
+from weights_checks import assert_bad_weights_raise, build_offline
 from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
 from MedFusionLib.metrics import qabf
@@ -59,13 +58,7 @@ def test_shipped_weights_load_offline_and_match_the_manifest(monkeypatch):
     assert entry["parameters"] == medfusionnet.count_parameters(medfusionnet.MedFusionNet())
     assert entry["data"]["validation_cases"] == {k: list(v) for k, v in data_split.VALIDATION_CASES.items()}
     assert entry["recipe"]["command"] and entry["recipe"]["seed"] == 0
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("MedFusion-Net tried to open a network connection")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    fuse = REGISTRY.get("medfusionnet").build("cpu")
+    fuse = build_offline(monkeypatch, "medfusionnet")
     assert not fuse.model.training
     untrained = medfusionnet.MedFusionNet().state_dict()
     assert not torch.equal(fuse.model.state_dict()["head.2.weight"], untrained["head.2.weight"])  # it was trained

@@ -21,6 +21,7 @@ from MedFusionLib.edges import canny_edges
 from MedFusionLib.errors import InputError, WeightsError
 from MedFusionLib.methods import REGISTRY
 from MedFusionLib.methods import mfenet
+from weights_checks import assert_bad_weights_raise
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -215,13 +216,7 @@ def _copy_weights(tmp_path) -> Path:
 
 
 def test_corrupted_weights_raise_weights_error(tmp_path):
-    folder = _copy_weights(tmp_path)
-    path = folder / "mfenet.pt"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match=r"mfenet\.pt.*corrupted"):
-        mfenet.build("cpu", weights_dir=folder)
+    assert_bad_weights_raise(mfenet.build, "mfenet", tmp_path)  # corrupted, then missing
 
 
 def test_unloadable_weights_raise_weights_error(tmp_path):

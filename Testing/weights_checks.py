@@ -1,12 +1,27 @@
-"""Checks every shipped network's tests share: a corrupted or missing weights file is a WeightsError."""
+"""Checks every shipped network's tests share: it loads with no network connection; a corrupted or missing weights
+file is a WeightsError."""
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 
 from MedFusionLib import weights_store
 from MedFusionLib.errors import WeightsError
+from MedFusionLib.methods import REGISTRY
+
+
+def build_offline(monkeypatch, method: str):
+    """The registry's ``method`` built on the CPU with every network connection refused (an AssertionError)."""
+    title = REGISTRY.get(method).title
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"{title} tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    return REGISTRY.get(method).build("cpu")
 
 
 def assert_bad_weights_raise(build, method: str, tmp_path) -> None:

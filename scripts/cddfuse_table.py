@@ -63,6 +63,25 @@ def _is_colour(path) -> bool:
     return image.ndim == 3
 
 
+def validation_pairs(data, every: int, scorer):
+    """Every ``every``-th validation pair of each folder (data_split: never trained on), and the sources' grey
+    images as the CDDFuse scorer reads them."""
+    from MedFusionLib import data_split
+
+    pairs = []
+    for folder in data_split.FOLDERS:
+        pairs.extend(data_split.list_pairs(data, "val", folders=[folder])[::every])
+    return pairs, [(read_grey(p.path_a, scorer), read_grey(p.path_b, scorer)) for p in pairs]
+
+
+def score_per_folder(scorer, pairs, sources, fused) -> dict:
+    """folder -> the mean of every metric (METRICS) over its pairs; ``fused``: 8-bit images (float 0-255)."""
+    per_folder = {}
+    for pair, (a, b), f in zip(pairs, sources, fused):
+        per_folder.setdefault(pair.folder, []).append([scorer.score(a, b, f)[m] for m in METRICS])
+    return {folder: np.nanmean(np.array(rows), axis=0).tolist() for folder, rows in per_folder.items()}
+
+
 def fuse_all(method: str, pairs, batch: int = 8):
     """Fused 8-bit images (float 0-255) of every pair, and seconds of fusion per pair."""
     import torch
@@ -142,11 +161,7 @@ def main(argv=None) -> int:
     from MedFusionLib import data_split
 
     scorer = load_scorer(args.scorer_path)
-    pairs = []
-    for folder in data_split.FOLDERS:
-        of_folder = data_split.list_pairs(args.data, "val", folders=[folder])
-        pairs.extend(of_folder[::args.every])
-    sources = [(read_grey(p.path_a, scorer), read_grey(p.path_b, scorer)) for p in pairs]
+    pairs, sources = validation_pairs(args.data, args.every, scorer)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     results, montage = _previous(args), {}
     for method in methods:
@@ -154,11 +169,8 @@ def main(argv=None) -> int:
             continue
         fused, sec = fuse_all(method, pairs)
         montage[method] = [fused[_montage_index(pairs, folder)] for folder in data_split.FOLDERS]
-        per_folder = {}
-        for pair, (a, b), f in zip(pairs, sources, fused):
-            per_folder.setdefault(pair.folder, []).append([scorer.score(a, b, f)[m] for m in METRICS])
         results[method] = {"s_per_pair": sec, "every": args.every,
-                           **{k: np.nanmean(np.array(v), axis=0).tolist() for k, v in per_folder.items()}}
+                           **score_per_folder(scorer, pairs, sources, fused)}
         print(f"{method}: {sec:.4f} s/pair", flush=True)
     results = {m: results[m] for m in methods}
     lines = [f"Command: `python scripts/cddfuse_table.py {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]

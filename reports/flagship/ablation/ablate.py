@@ -6,33 +6,13 @@ As run (reports/flagship/README.md quotes its output), e.g.
 A config maps a name to loss-weight overrides of MedFusionTraining.medfusionnet.LOSS_WEIGHTS; "_residual" sets
 medfusionnet.RESIDUAL for that run (the runs before the switch to 0.05 used the then default 0.1).
 """
-import sys, json, time, numpy as np, torch
-import os, pathlib; REPO = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "scripts")); sys.path.insert(0, str(REPO / "MedFusion"))
-import cddfuse_table as T
-from MedFusionLib import data_split
+import sys, json, time, torch
+from validation import Validation
 from MedFusionTraining import training
 from MedFusionTraining.medfusionnet import trainable
 from MedFusionLib.methods.medfusionnet import MedFusionNet
-torch.set_num_threads(1)
-sc = T.load_scorer(os.environ.get("CDDFUSE_SCORER"))  # a MedFusion folder with metrics/cddfuse.py; unset once merged
-pairs = []
-for folder in data_split.FOLDERS:
-    pairs += data_split.list_pairs(None, "val", folders=[folder])[::4]
-src = [(T.read_grey(p.path_a, sc), T.read_grey(p.path_b, sc)) for p in pairs]
-A = torch.from_numpy(np.stack([data_split.read_y(p.path_a) for p in pairs])[:, None])
-B = torch.from_numpy(np.stack([data_split.read_y(p.path_b) for p in pairs])[:, None])
-def score(name, f):
-    f = np.round(f.clamp(0, 1)[:, 0].numpy() * 255).astype(np.float64)
-    res = {}
-    for p, (a, b), x in zip(pairs, src, f):
-        res.setdefault(p.folder, []).append([sc.score(a, b, x)[m] for m in T.METRICS])
-    out = [name]
-    for folder, v in res.items():
-        m = np.nanmean(np.array(v), 0)
-        w = sum(x > c for x, c in zip(m, T.CDDFUSE[folder]))
-        out.append(f"{folder[:5]} {w}/8 " + " ".join(f"{x:.2f}" for x in m))
-    print(" | ".join(out), flush=True)
+validation = Validation(4)
+A, B, score = validation.A, validation.B, validation.score
 steps = int(sys.argv[1])
 configs = json.loads(sys.argv[2])
 train_items = training.load_items(None, "train", "pair")

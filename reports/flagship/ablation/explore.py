@@ -5,22 +5,14 @@ As run (reports/flagship/README.md quotes its output):
     ... python explore.py 4 max                  # max, then every rule of the second group
     ... python explore.py 4 max "soft t0.05"     # max, soft t0.05, then every rule of the third group
 """
-import sys, time, numpy as np, torch
-import os, pathlib; REPO = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "scripts")); sys.path.insert(0, str(REPO / "MedFusion"))
-import cddfuse_table as T
-from MedFusionLib import data_split
-from MedFusionLib.methods.laplacian import laplacian_pyramid, collapse
+import sys
+import torch
 import torch.nn.functional as F
-torch.set_num_threads(1)
-sc = T.load_scorer(os.environ.get("CDDFUSE_SCORER"))  # a MedFusion folder with metrics/cddfuse.py; unset once merged
+from validation import Validation
+from MedFusionLib.methods.laplacian import laplacian_pyramid, collapse
 every = int(sys.argv[1]) if len(sys.argv) > 1 else 4
-pairs = []
-for folder in data_split.FOLDERS:
-    pairs += data_split.list_pairs(None, "val", folders=[folder])[::every]
-src = [(T.read_grey(p.path_a, sc), T.read_grey(p.path_b, sc)) for p in pairs]
-A = torch.from_numpy(np.stack([data_split.read_y(p.path_a) for p in pairs])[:, None])
-B = torch.from_numpy(np.stack([data_split.read_y(p.path_b) for p in pairs])[:, None])
+validation = Validation(every)
+A, B, score = validation.A, validation.B, validation.score
 
 def absmax(u, v): return torch.where(u.abs() >= v.abs(), u, v)
 def blur(x, s):
@@ -33,17 +25,6 @@ def bd(a, b, s=2.0, k=1.0, base="max"):
     ba, bb = blur(a, s), blur(b, s)
     bf = torch.maximum(ba, bb) if base == "max" else 0.5 * (ba + bb)
     return bf + k * absmax(a - ba, b - bb)
-def score(name, f):
-    f = np.round(f.clamp(0, 1)[:, 0].numpy() * 255).astype(np.float64)
-    res = {}
-    for p, (a, b), x in zip(pairs, src, f):
-        res.setdefault(p.folder, []).append([sc.score(a, b, x)[m] for m in T.METRICS])
-    out = [name]
-    for folder, v in res.items():
-        m = np.nanmean(np.array(v), 0)
-        w = sum(x > c for x, c in zip(m, T.CDDFUSE[folder]))
-        out.append(f"{folder[:5]} {w}/8 " + " ".join(f"{x:.2f}" for x in m))
-    print(" | ".join(out), flush=True)
 variants = {
   "max": lambda a, b: torch.maximum(a, b),
   "lap4": lambda a, b: lap_all_absmax(a, b),
