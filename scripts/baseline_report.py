@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 
+from MedFusionLib.atomic_file import write_text_atomically  # noqa: E402
 from MedFusionLib.openmp import let_idle_threads_sleep  # noqa: E402
 
 let_idle_threads_sleep()  # before torch loads OpenMP
@@ -168,9 +169,7 @@ def update_readme(readme: Path, section: str, name: str = "baseline", heading: s
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: section, text, flags=re.S)
     else:
         text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + section + "\n"
-    staging = readme.with_name(f".{readme.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, readme)
+    write_text_atomically(readme, text)
 
 
 def selection(args, pairs):

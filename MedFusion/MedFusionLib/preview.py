@@ -8,13 +8,13 @@ input is which (name, role, intensity mapping); the slice shown is the centre on
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic_file import write_atomically_with
 from .errors import InputError
 from .geometry import resample_onto, slice_layout
 from .intensity import apply_window
@@ -167,12 +167,7 @@ def save_preview(a: sitk.Image, b: sitk.Image, result, path, titles=("A", "B"), 
     import matplotlib.pyplot as plt
 
     fig = preview_figure(a, b, result, titles, colormap_b, slices)
-    out = Path(path)
-    staging = out.with_name(f".{out.stem}.partial.png")  # rename when complete: never a half-written PNG
-    try:
-        fig.savefig(staging, dpi=90)
-        os.replace(staging, out)
+    try:  # renamed when complete: never a half-written PNG
+        return write_atomically_with(Path(path), lambda temporary: fig.savefig(temporary, dpi=90, format="png"))
     finally:
         plt.close(fig)
-        staging.unlink(missing_ok=True)
-    return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic_file import write_atomically_with
 from .runner import PROTOCOLS, Evaluation
 
 SECONDS = "seconds"
@@ -27,18 +27,6 @@ def columns(evaluation: Evaluation) -> List[str]:
 def higher_is_better(column: str, protocol: str = "medfusion") -> bool:
     """The registry's direction for a metric (of the evaluation's scoring protocol); time is lower-is-better."""
     return False if column == SECONDS else PROTOCOLS[protocol][column].higher_is_better
-
-
-def _replace_into(path: Path, write) -> Path:
-    """Call ``write(temporary_path)``, then rename the result to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        write(staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------- CSV
@@ -58,7 +46,7 @@ def write_csv(evaluation: Evaluation, path: Path) -> Path:
             for row in evaluation.rows:
                 writer.writerow([_csv_value(row[c]) for c in columns(evaluation)])
 
-    return _replace_into(path, write)
+    return write_atomically_with(path, write)
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -174,7 +162,7 @@ def markdown(evaluation: Evaluation, header: Sequence[str] = ()) -> str:
 
 def write_markdown(evaluation: Evaluation, path: Path, header: Sequence[str] = ()) -> Path:
     text = markdown(evaluation, header)
-    return _replace_into(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_atomically_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------------------- charts
@@ -234,7 +222,7 @@ def write_charts(evaluation: Evaluation, folder: Path, dpi: int = 80) -> List[Pa
     for column in [SECONDS, *evaluation.metrics]:
         fig = chart_figure(evaluation, column, groups)
         path = folder / f"{column}.png"
-        written.append(_replace_into(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png")))
+        written.append(write_atomically_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png")))
         plt.close(fig)
     return written
 
@@ -299,7 +287,7 @@ def write_montage(evaluation: Evaluation, path: Path) -> Optional[Path]:
         y_middle = 1.0 - (montage_tile_origin(r, 0)[1] + MONTAGE_TILE_PX / 2) / height
         fig.text(MONTAGE_LABEL_PX / 2 / width, y_middle, row.label, rotation=90, ha="center", va="center",
                  fontsize=MONTAGE_FONT_PT)
-    _replace_into(path, lambda tmp: fig.savefig(tmp, dpi=MONTAGE_DPI, format="png"))
+    write_atomically_with(path, lambda tmp: fig.savefig(tmp, dpi=MONTAGE_DPI, format="png"))
     plt.close(fig)
     return path
 

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic_file import write_bytes_atomically
 from ..colour import luminance
 from ..errors import InputError, MedFusionError
 from ..metrics import METRICS, SourcePair, cddfuse
@@ -216,19 +217,16 @@ def saved_grey(array: np.ndarray) -> np.ndarray:
 
 def save_png(array: np.ndarray, path: Path, colour: bool) -> None:
     """8-bit PNG (RGB for a colour fusion), written to a temporary name and renamed into place."""
-    import os
-
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     if colour:
         data = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
     else:
         data = saved_grey(array)
-    staging = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(staging), data):
+    encoded, png = cv2.imencode(".png", data)
+    if not encoded:
         raise InputError(f"Could not write '{path}'.")
-    os.replace(staging, path)
+    write_bytes_atomically(path, png.tobytes())
 
 
 # ---------------------------------------------------------------------------------- the fusion loop

@@ -20,10 +20,11 @@ Outputs
     user-selected output node gets its previous content back, so an error or a cancel leaves the scene as it was.
 
 Parameter node
-    :data:`PARAMETERS` is the one list of parameter names and types. The widget's ``parameterNodeWrapper`` class
-    (MedFusion.py) declares the same names (a test checks it); values are stored the way the wrapper stores them
-    (enums by member name, bools as "True"/"False", nodes as references), so a scene saved from one side loads
-    on the other.
+    :data:`PARAMETERS` are the parameters of the widget's ``parameterNodeWrapper`` class (MedFusion.py declares
+    the same names; a test checks it), :data:`OPTION_PARAMETERS` the other method options, whose controls the
+    widget builds from the registry (controls.py). Defaults come from FusionSettings and the registry
+    (parameters.py); values are stored the way the wrapper stores them (enums by member name, bools as
+    "True"/"False", nodes as references), so a scene saved from one side loads on the other.
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ from typing import Any, Callable, Dict, List, Optional
 from ..errors import InputError
 from ..methods import DEFAULT_METHOD, REGISTRY
 from ..settings import EDGE_DETAIL_DEFAULT, EDGE_DETAIL_RANGE, FusionSettings  # noqa: F401 (the widget's range)
-from .controls import ControlSpec  # noqa: F401
 from .inputs import InputsMixin
 from .keywords import KEYWORDS, OPTION_CONTROLS, setting_default, settings_from_keywords  # noqa: F401
 from .outputs import MedFusionOutput, OutputsMixin, _OutputTransaction, _SegmentationState, _VolumeState  # noqa: F401

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..functional_colour import AUTO, COLOUR_MODES
+from ..functional_colour import COLOUR_MODES
 from ..methods import DEFAULT_METHOD, REGISTRY
 from ..settings import validate_edge_detail
 from .controls import LEGACY_NAMES, ControlSpec, camel_case, method_options
