@@ -9,6 +9,7 @@ from conftest import harvard_pair
 from MedFusionLib.errors import InputError
 from MedFusionLib.methods import REGISTRY
 from MedFusionLib.methods._filters import box_mean, guided_filter
+from slice_batches import batch as _batch
 
 CLASSIC = [info.name for info in REGISTRY.infos() if info.kind == "classic"]
 # A few pairs of every modality folder (colour PET/SPECT reduced to their luma Y).
@@ -21,10 +22,6 @@ def spatial_frequency(image: np.ndarray) -> float:
     rf = np.sqrt(np.mean(np.diff(x, axis=1) ** 2))
     cf = np.sqrt(np.mean(np.diff(x, axis=0) ** 2))
     return float(np.hypot(rf, cf))
-
-
-def _batch(*arrays):
-    return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,7 @@ from MedFusionLib.errors import InputError, WeightsError
 from MedFusionLib.methods import REGISTRY, edpsn
 from MedFusionLib.methods import edpsn_modules as modules
 from MedFusionLib.weights_store import WEIGHTS_DIR, manifest_entry, sha256_file
-
-
-def _batch(*arrays):
-    return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
+from slice_batches import batch as _batch
 
 
 def _rgb(path):

@@ -24,13 +24,10 @@ from MedFusionLib.methods.cinn_blocks import (
     WaveletConditions,
 )
 from MedFusionLib.metrics import qabf
+from slice_batches import batch as _batch, spread_validation_pairs
 
 # One held-out (validation-case) pair per folder.
 REAL_PAIRS = [("CT-MRI", "41012.png"), ("PET-MRI", "41066.png"), ("SPECT-MRI", "29015.png")]
-
-
-def _batch(*arrays) -> torch.Tensor:
-    return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -163,19 +160,11 @@ def test_corrupted_or_missing_weights_raise_weights_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- fusion
-def _validation_pairs(root, per_folder: int = 4):
-    pairs = data_split.list_pairs(root, "val")
-    chosen = {}
-    for folder in data_split.FOLDERS:
-        of_folder = [p for p in pairs if p.folder == folder]
-        idx = np.linspace(0, len(of_folder) - 1, per_folder + 2).round().astype(int)[1:-1]  # skip end slices
-        chosen[folder] = [of_folder[i] for i in idx]
-    return chosen
 
 
 def test_fuses_validation_pairs_better_than_average(harvard_dir):
     fuse = REGISTRY.get("fusioncinn").build("cpu")
-    for folder, pairs in _validation_pairs(harvard_dir).items():
+    for folder, pairs in spread_validation_pairs(harvard_dir, per_folder=4).items():
         assert all(data_split.split_of(p.folder, p.case) == "val" for p in pairs)
         a = _batch(*(data_split.read_y(p.path_a) for p in pairs))
         b = _batch(*(data_split.read_y(p.path_b) for p in pairs))
