@@ -310,18 +310,22 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         _, widget, spec = self._optionControls[name]
         try:
             self.logic.setParameters(self._parameterNode.parameterNode, **{name: self._optionWidgetValue(widget, spec)})
-        except MedFusionError as error:  # e.g. an empty line edit: the node keeps its value, the control shows it
+        except MedFusionError as error:  # a value the node refuses: it keeps its own, which the control shows again
             logging.warning(str(error))
             self._updateGUI()
 
     def _updateOptionControls(self, method: str) -> None:
         """Only the options the method declares are shown; the made controls show the node's values."""
-        values = self.logic.readParameters(self._parameterNode.parameterNode)
+        try:
+            values = self.logic.readParameters(self._parameterNode.parameterNode)
+        except MedFusionError as error:  # e.g. a number a script wrote garbled: Apply says so in a dialog
+            logging.warning(str(error))
+            values = {}
         for name, (label, widget, spec) in self._optionControls.items():
             shown = method in spec.methods
             label.visible = widget.visible = shown
             widget.enabled = shown and not self._running
-            if name in PARAMETERS:  # the wrapper shows these
+            if name in PARAMETERS or name not in values:  # the wrapper shows MFEnet's two
                 continue
             self._showOptionValue(widget, spec, values[name])
 
