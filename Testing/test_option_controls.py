@@ -135,6 +135,10 @@ def test_a_new_option_appears_in_the_cli_the_evaluation_specs_and_the_slicer_con
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out
     assert "--option gain=0.25 (number from 0 to 1): contrast gain" in listing
+    with pytest.raises(SystemExit):
+        main(["fuse", "--help"])
+    fuse_help = " ".join(capsys.readouterr().out.split())
+    assert "newnet: gain=0.25" in fuse_help and "mfenet: rule=max, edge_weight=0.0" in fuse_help  # medfusion fuse -h
     assert parse_method_spec("newnet[gain=0.5]", REGISTRY) == ("newnet", {"gain": 0.5})  # evaluate --methods
     assert parse_options(info, ["gain=1"]) == {"gain": 1}  # fuse / batch --option
     with pytest.raises(InputError, match="at most 1"):

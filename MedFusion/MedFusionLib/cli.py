@@ -24,7 +24,7 @@ from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .functional_colour import COLOUR_MODES  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
-from .methods.registry import parse_options  # noqa: E402
+from .methods.registry import options_help, parse_options  # noqa: E402
 
 EXIT_USAGE = 2
 DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--method", default=DEFAULT_METHOD, help=f"fusion method (default {DEFAULT_METHOD}); "
                                                                f"see 'medfusion methods'")
     fuse.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="method option, e.g. --option levels=5 (repeatable)")
+                      help=f"method option (repeatable), e.g. --option levels=5; the options and their defaults: "
+                           f"{options_help(REGISTRY)} (types and ranges: 'medfusion methods')")
     fuse.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
                       help="slicing plane, relative to A's anatomy (default axial)")
     fuse.add_argument("--preset-a", default="auto", help=f"intensity mapping of A: {PRESET_HELP} (default auto)")

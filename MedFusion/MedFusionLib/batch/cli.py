@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import InputError
+from ..methods import REGISTRY
+from ..methods.registry import options_help
 
 EXIT_FAILED_CASES = 2
 EXIT_INTERRUPTED = 130
@@ -32,7 +34,8 @@ def add_parser(sub, method_default: str, preset_help: str, precisions) -> None:
     batch.add_argument("--force", action="store_true", help="redo cases even when their outputs are up to date")
     batch.add_argument("--method", default=method_default, help=f"default method (default {method_default})")
     batch.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                       help="option of the default method (repeatable); a row's method takes NAME[KEY=VALUE,...]")
+                       help="option of the default method (repeatable); a row's method takes NAME[KEY=VALUE,...]; "
+                            f"the options and their defaults: {options_help(REGISTRY)}")
     batch.add_argument("--preset-a", default="auto", help=f"default intensity mapping of A: {preset_help}")
     batch.add_argument("--preset-b", default="auto", help="default intensity mapping of B")
     batch.add_argument("--colormap-a", metavar="NAME", help="default colour map of a scalar functional A")

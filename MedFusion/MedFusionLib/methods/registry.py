@@ -112,6 +112,12 @@ class Registry:
         return self._infos[key]
 
 
+def options_help(registry: "Registry") -> str:
+    """Every method's options with their defaults, for --option's help: 'dwt: wavelet=db2, levels=3; ...'."""
+    return "; ".join(f"{info.name}: " + ", ".join(f"{key}={option.default}" for key, option in info.options.items())
+                     for info in registry.infos() if info.options)
+
+
 def split_option(text: str) -> Tuple[str, str]:
     """'levels=5' -> ('levels', '5')."""
     key, sep, value = text.partition("=")
