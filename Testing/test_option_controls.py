@@ -38,8 +38,21 @@ def test_every_registered_option_has_exactly_one_control():
     assert len(set(names)) == len(names)
     assert not set(names) & (set(SETTING_KEYWORDS) | set(LOGIC_KEYWORDS))  # no option hides a setting
     # Laplacian and DWT declare 'levels' differently (defaults 4 and 3): one control, one value each.
-    levels = {spec.methods: spec.default for spec in OPTION_CONTROLS if spec.option == "levels"}
-    assert levels == {("laplacian",): 4, ("dwt",): 3}
+    levels = {spec.methods: (spec.parameter, spec.default) for spec in OPTION_CONTROLS if spec.option == "levels"}
+    assert levels == {("laplacian",): ("levels", 4), ("dwt",): ("dwtLevels", 3)}
+
+
+def test_a_new_method_never_renames_a_saved_parameter():
+    """A method added later with an option name already declared differently gets a name of its own."""
+    rule = Option("mean", "how to merge", choices=("mean", "max"))
+    newnet = MethodInfo(name="newnet", family="cnn", title="NewNet", kind="network", module="newnet",
+                        summary="s", reference="r", options={"rule": rule, "levels": Option(2, "levels", minimum=1)})
+    before = {(spec.methods, spec.option): spec.parameter for spec in OPTION_CONTROLS}
+    after = {(spec.methods, spec.option): spec.parameter
+             for spec in control_specs([*REGISTRY.infos(), newnet], reserved=(*SETTING_KEYWORDS, *LOGIC_KEYWORDS))}
+    assert {key: after[key] for key in before} == before  # fusionRule, levels, dwtLevels, ... unchanged
+    # MFEnet's rule is stored as fusionRule, so the plain name is free; 'levels' is Laplacian's.
+    assert after[(("newnet",), "rule")] == "rule" and after[(("newnet",), "levels")] == "newnetLevels"
 
 
 def test_control_kinds_follow_the_declaration():
@@ -110,7 +123,7 @@ def test_the_parameter_node_defaults_are_the_settings_defaults():
 
 
 def test_keywords_reach_only_the_methods_that_declare_them():
-    options = dict(fusionRule="add", edgeStrength=1, eemWeight=0.5, laplacianLevels=6, dwtLevels=2, wavelet="haar")
+    options = dict(fusionRule="add", edgeStrength=1, eemWeight=0.5, levels=6, dwtLevels=2, wavelet="haar")
     assert settings_from_keywords("mfenet", options).method_options == {"rule": "add", "edge_weight": 1.0}
     assert settings_from_keywords("edpsn", options).method_options == {"eem_weight": 0.5}
     assert settings_from_keywords("laplacian", options).method_options == {"levels": 6}
@@ -143,7 +156,7 @@ def test_a_new_option_appears_in_the_cli_the_evaluation_specs_and_the_slicer_con
     assert parse_options(info, ["gain=1"]) == {"gain": 1}  # fuse / batch --option
     with pytest.raises(InputError, match="at most 1"):
         parse_method_spec("newnet[gain=2]", REGISTRY)
-    spec = next(s for s in control_specs(REGISTRY.infos(), reserved=KEYWORDS) if s.methods == ("newnet",))
+    spec = next(s for s in control_specs(REGISTRY.infos(), reserved=(*SETTING_KEYWORDS, *LOGIC_KEYWORDS)) if s.methods == ("newnet",))
     assert (spec.parameter, spec.kind, spec.limits, spec.default) == ("gain", SLIDER, (0.0, 1.0), 0.25)
     assert "Contrast gain" in spec.tooltip and "from 0 to 1" in spec.tooltip
     settings = FusionSettings.create(method="newnet", method_options={"gain": 0.75})  # the Python API

@@ -602,7 +602,7 @@ def test_every_method_option_set_on_the_parameter_node_reaches_its_method(mrml, 
     logic = MedFusionLogic()
     node = logic.getParameterNode()
     logic.setDefaultParameters(node)
-    assert node.GetParameter("eemWeight") == "1.0" and node.GetParameter("laplacianLevels") == "4"
+    assert node.GetParameter("eemWeight") == "1.0" and node.GetParameter("levels") == "4"
     logic.setParameters(node, inputVolumeA=a, inputVolumeB=b, method="edpsn", device="cpu", showEdges=False)
     with_eem = voxel_array(logic.processParameterNode(node).volume)
     logic.setParameters(node, eemWeight=0.0)
@@ -612,12 +612,12 @@ def test_every_method_option_set_on_the_parameter_node_reaches_its_method(mrml, 
                                        methodOptions={"eem_weight": 0.0}).volume)
     np.testing.assert_array_equal(without, direct)  # the node's value is the option, nothing else
     assert np.abs(with_eem - without).max() > 0.01
-    logic.setParameters(node, method="laplacian", laplacianLevels=1)
+    logic.setParameters(node, method="laplacian", levels=1)
     one = voxel_array(logic.processParameterNode(node).volume)
-    logic.setParameters(node, laplacianLevels=3)
+    logic.setParameters(node, levels=3)
     assert np.abs(voxel_array(logic.processParameterNode(node).volume) - one).max() > 0.01
-    with pytest.raises(InputError, match="laplacianLevels .* is not a whole number"):
-        logic.setParameters(node, laplacianLevels=2.5)
+    with pytest.raises(InputError, match="levels .* is not a whole number"):
+        logic.setParameters(node, levels=2.5)
     with pytest.raises(InputError, match="no option 'eem_weight'"):  # the node's names, not the registry's
         logic.process(a, b, method="edpsn", eem_weight=0.5)
 

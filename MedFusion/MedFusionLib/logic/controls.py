@@ -7,7 +7,9 @@ methods that show it. MedFusion.py only turns these specs into Qt widgets, so a 
 controls from its registry entry, with no widget edit.
 
 Methods declaring an option of the same name with the same declaration share one control (and one value); a
-name declared differently by two methods (``levels``: Laplacian 4, DWT 3) gets one control per method.
+name declared differently by two methods (``levels``: Laplacian 4, DWT 3) gets one control per declaration: the
+first in registry order keeps the plain name (``levels``), a later one is named after its method (``dwtLevels``),
+so that adding a method never renames what a saved scene holds.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ COMBO, SLIDER, SPIN, CHECKBOX, LINE_EDIT = "combo", "slider", "spin", "checkbox"
 # The parameter kind (parameters.py) that holds each control's value.
 PARAMETER_KIND = {COMBO: "enum", SLIDER: "float", CHECKBOX: "bool", LINE_EDIT: "str"}
 
-# Parameter names kept from the versions whose widget had only MFEnet's two controls (saved scenes hold them).
-LEGACY_NAMES = {"rule": "fusionRule", "edge_weight": "edgeStrength"}
+# Parameter names kept from the versions whose widget had only MFEnet's two controls (saved scenes hold them):
+# (method, option) -> name.
+LEGACY_NAMES = {("mfenet", "rule"): "fusionRule", ("mfenet", "edge_weight"): "edgeStrength"}
 SPIN_LIMIT = 1_000_000  # a spin box needs ends: this one for an open end
 
 
@@ -89,21 +92,22 @@ def spec_for(parameter: str, option_name: str, option: Option, methods: Tuple[st
 def control_specs(infos: Iterable, reserved: Iterable[str] = ()) -> Tuple[ControlSpec, ...]:
     """One spec per distinct option declaration of ``infos`` (registry entries), in registry order.
 
-    ``reserved``: parameter names already taken (the parameter node's other fields); an option whose name
-    would clash is named after its method instead (``laplacianLevels``)."""
+    ``reserved``: parameter names already taken (the parameter node's other fields, prepare's keywords); an
+    option whose name would clash is named after its method instead (``dwtLevels``)."""
     groups: "OrderedDict[Tuple[str, Option], list]" = OrderedDict()
     for info in infos:
         for name, option in info.options.items():
             groups.setdefault((name, option), []).append(info.name)
-    declared = {}
-    for name, _ in groups:
-        declared[name] = declared.get(name, 0) + 1
-    reserved = set(reserved)
+    taken = set(reserved) | set(LEGACY_NAMES.values())
     specs = []
     for (name, option), methods in groups.items():
-        parameter = LEGACY_NAMES.get(name, camel_case(name))
-        if declared[name] > 1 or parameter in reserved:
+        legacy = next((LEGACY_NAMES[(m, name)] for m in methods if (m, name) in LEGACY_NAMES), None)
+        parameter = legacy or camel_case(name)
+        if legacy is None and parameter in taken:  # a later, different declaration of a name, or a setting's name
             parameter = camel_case(f"{methods[0]}_{name}")
+        if legacy is None and parameter in taken:
+            raise ValueError(f"method {methods[0]!r}: no free parameter name for its option {name!r}")
+        taken.add(parameter)
         specs.append(spec_for(parameter, name, option, tuple(methods)))
     return tuple(specs)
 

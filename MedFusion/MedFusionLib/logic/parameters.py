@@ -42,13 +42,11 @@ EDGE_SEGMENT_IDS = ("MedFusionEdgesA", "MedFusionEdgesB")
 COLOUR_NONE, COLOUR_OWN = "none", "volume"
 
 
-def _control(option: str) -> ControlSpec:
-    """The control of registry option ``option`` (e.g. MFEnet's 'rule')."""
-    return next(spec for spec in OPTION_CONTROLS if spec.option == option)
-
-
-FUSION_RULES = _control(RULE_OPTION).choices  # MFEnet's feature-fusion rules
-EDGE_STRENGTH_RANGE = _control(EDGE_WEIGHT_OPTION).limits  # MFEnet's edge weight on its slider
+_CONTROLS = {spec.parameter: spec for spec in OPTION_CONTROLS}
+RULE_PARAMETER, EDGE_STRENGTH_PARAMETER = (LEGACY_NAMES[("mfenet", option)] for option in (RULE_OPTION,
+                                                                                         EDGE_WEIGHT_OPTION))
+FUSION_RULES = _CONTROLS[RULE_PARAMETER].choices  # MFEnet's feature-fusion rules
+EDGE_STRENGTH_RANGE = _CONTROLS[EDGE_STRENGTH_PARAMETER].limits  # MFEnet's edge weight on its slider
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,6 @@ def _option(spec: ControlSpec) -> Parameter:
                      help=f"{spec.tooltip} (methods: {', '.join(spec.methods)})")
 
 
-_LEGACY = {spec.option: _option(spec) for spec in OPTION_CONTROLS if spec.option in LEGACY_NAMES}
-
 # The fields of the widget's parameterNodeWrapper (MedFusion.py), in its order.
 PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("inputVolumeA", "node", None, node_class="vtkMRMLScalarVolumeNode", keyword="volumeA",
@@ -97,8 +93,8 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("inputVolumeB", "node", None, node_class="vtkMRMLScalarVolumeNode", keyword="volumeB",
               help="second volume, resampled onto A"),
     Parameter("method", "enum", DEFAULT_METHOD, choices=tuple(REGISTRY.names()), help="fusion method"),
-    _LEGACY[RULE_OPTION],
-    _LEGACY[EDGE_WEIGHT_OPTION],
+    _option(_CONTROLS[RULE_PARAMETER]),
+    _option(_CONTROLS[EDGE_STRENGTH_PARAMETER]),
     _setting("axis", "enum", "axis", "slicing axis", choices=AXES),
     _setting("presetA", "str", "preset_a", "intensity preset of A"),
     _setting("presetB", "str", "preset_b", "intensity preset of B"),
@@ -139,7 +135,7 @@ def method_accepts(method: str, option: str) -> bool:
 def method_options_for(method: str, fusionRule=None, edgeStrength=None, extra: Optional[dict] = None) -> dict:
     """Method options to pass to the engine: the rule and edge strength only where the method declares them
     (``extra`` wins); the general form, for every control, is controls.method_options."""
-    values = {_LEGACY[RULE_OPTION].name: fusionRule, _LEGACY[EDGE_WEIGHT_OPTION].name: edgeStrength}
+    values = {RULE_PARAMETER: fusionRule, EDGE_STRENGTH_PARAMETER: edgeStrength}
     return {**method_options(OPTION_CONTROLS, REGISTRY.get(method).name, values), **(extra or {})}
 
 
