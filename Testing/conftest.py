@@ -66,3 +66,16 @@ def harvard_pair(folder: str, name: str):
             array = luminance(array[..., ::-1])
         images.append(array)
     return images[0], images[1]
+
+
+def validation_pairs(root, per_folder: int = 3):
+    """A few held-out pairs per folder (data_split's validation cases), spread over the case, end slices skipped."""
+    from MedFusionLib import data_split
+
+    pairs = data_split.list_pairs(root, "val")
+    chosen = {}
+    for folder in data_split.FOLDERS:
+        of_folder = [p for p in pairs if p.folder == folder]
+        idx = np.linspace(0, len(of_folder) - 1, per_folder + 2).round().astype(int)[1:-1]
+        chosen[folder] = [of_folder[i] for i in idx]
+    return chosen

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import harvard_pair
+from conftest import harvard_pair, validation_pairs
 from training_checks import small_training_items, smoke_run_and_resume
 from weights_checks import assert_bad_weights_raise
 from MedFusionLib import data_split, weights_store
@@ -23,17 +23,6 @@ from MedFusionTraining.medfusionnet import loss_terms, ssim
 
 def _batch(*arrays) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
-
-
-def _validation_pairs(root, per_folder: int = 3):
-    """A few held-out pairs per folder, spread over the case, end slices skipped."""
-    pairs = data_split.list_pairs(root, "val")
-    chosen = {}
-    for folder in data_split.FOLDERS:
-        of_folder = [p for p in pairs if p.folder == folder]
-        idx = np.linspace(0, len(of_folder) - 1, per_folder + 2).round().astype(int)[1:-1]
-        chosen[folder] = [of_folder[i] for i in idx]
-    return chosen
 
 
 # --------------------------------------------------------------------------------------------- weights
@@ -78,7 +67,7 @@ def test_corrupted_or_missing_weights_raise_weights_error(tmp_path):
 # ---------------------------------------------------------------------------------------------- fusion
 def test_fuses_validation_pairs_deterministically_and_beats_average(harvard_dir):
     fuse = REGISTRY.get("medfusionnet").build("cpu")
-    for folder, pairs in _validation_pairs(harvard_dir).items():
+    for folder, pairs in validation_pairs(harvard_dir).items():
         assert all(data_split.split_of(p.folder, p.case) == "val" for p in pairs)
         a = _batch(*(data_split.read_y(p.path_a) for p in pairs))
         b = _batch(*(data_split.read_y(p.path_b) for p in pairs))
