@@ -243,7 +243,9 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.addItem(row.text, row.method)
             index = combo.count - 1
             if row.kind == "title":
-                item = combo.model().item(index)  # a QStandardItemModel: the title row is shown, not selectable
+                # QComboBox's default model is a QStandardItemModel (Qt docs, QComboBox::setModel): a disabled
+                # item is shown greyed and cannot be chosen, with the mouse or the keyboard
+                item = combo.model().item(index)
                 item.setEnabled(False)
                 font = item.font()
                 font.setBold(True)

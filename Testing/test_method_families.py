@@ -46,3 +46,20 @@ def test_combo_rows_title_each_family_and_separate_them():
 def test_an_unknown_family_is_refused():
     with pytest.raises(ValueError, match="family 'rnn' is not one of"):
         MethodInfo(name="z", title="Z", kind="network", summary="", reference="", module="m", family="rnn")
+
+
+def test_the_slicer_method_box_is_filled_from_the_grouping_not_bound_by_row():
+    """Static (no Qt here): the widget fills its method combo box from combo_entries, with separators and disabled
+    title rows, and keeps it out of the parameter-node binding, whose enum connector maps row i to the i-th method
+    and would undo the grouping."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "MedFusion" / "MedFusion.py").read_text(encoding="utf-8")
+    functions = {node.name: ast.unparse(node) for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.FunctionDef)}
+    fill = functions["_fillMethodComboBox"]
+    assert "combo_entries(REGISTRY)" in fill and "insertSeparator" in fill and "setEnabled(False)" in fill
+    assert "widgets.pop('method'" in functions["_boundWidgets"]
+    assert "self._fillMethodComboBox()" in functions["setup"]
+    assert "findData(name)" in functions["_showMethod"] and "self._showMethod(method)" in functions["_updateGUI"]
