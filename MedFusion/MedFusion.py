@@ -36,6 +36,7 @@ from MedFusionLib.errors import MedFusionError
 from MedFusionLib.fusion_job import CANCELLED, DONE
 from MedFusionLib.intensity import PRESET_HELP
 from MedFusionLib.methods import REGISTRY
+from MedFusionLib.methods.families import combo_entries
 
 PARAMETERS = {p.name: p for p in medfusion_logic.PARAMETERS}
 
@@ -163,6 +164,8 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.compareInputComboBox.connect("currentIndexChanged(int)", self.onCompareChanged)
         self.ui.compareOpacitySliderWidget.connect("valueChanged(double)", self.onCompareChanged)
+        self._fillMethodComboBox()
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self._onMethodChosen)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -207,7 +210,6 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._boundWidgets())
-            self._setMethodItemToolTips()
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
             self._updateGUI()
 
@@ -226,14 +228,49 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = set(medfusion_logic.PARAMETER_NAMES) - set(widgets)
         if missing:
             logging.error("MedFusion: no widget for parameter(s) %s", ", ".join(sorted(missing)))
+        # The method combo box is grouped by family (title rows, separators) and synced by hand: Slicer's enum
+        # connector maps row i to the enum's i-th member, so it would refill the box and lose the grouping.
+        widgets.pop("method", None)
         return widgets
 
-    def _setMethodItemToolTips(self) -> None:
-        """Each method of the combo box names its paper in a tooltip (items are filled when binding)."""
-        for index in range(self.ui.methodComboBox.count):
-            method = list(FusionMethod)[index]
-            info = REGISTRY.get(method.name)
-            self.ui.methodComboBox.setItemData(index, f"{info.summary}\n{info.reference}", qt.Qt.ToolTipRole)
+    def _fillMethodComboBox(self) -> None:
+        """The methods by family (methods/families.py): a disabled title row per family, separators between
+        families; each method row holds its registry name as item data and names its paper in a tooltip."""
+        combo = self.ui.methodComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        for row in combo_entries(REGISTRY):
+            if row.kind == "separator":
+                combo.insertSeparator(combo.count)
+                continue
+            combo.addItem(row.text, row.method)
+            index = combo.count - 1
+            if row.kind == "title":
+                # QComboBox's default model is a QStandardItemModel (Qt docs, QComboBox::setModel): a disabled
+                # item is shown greyed and cannot be chosen, with the mouse or the keyboard
+                item = combo.model().item(index)
+                item.setEnabled(False)
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            else:
+                info = REGISTRY.get(row.method)
+                combo.setItemData(index, f"{info.summary}\n{info.reference}", qt.Qt.ToolTipRole)
+        combo.blockSignals(False)
+
+    def _onMethodChosen(self, index: int) -> None:
+        name = self.ui.methodComboBox.itemData(index)
+        if self._parameterNode is not None and name and name != self._parameterNode.method.name:
+            self._parameterNode.method = FusionMethod[name]
+
+    def _showMethod(self, name: str) -> None:
+        """Select ``name``'s row without echoing the change back to the parameter node."""
+        combo = self.ui.methodComboBox
+        index = combo.findData(name)
+        if index >= 0 and index != combo.currentIndex:
+            combo.blockSignals(True)
+            combo.currentIndex = index
+            combo.blockSignals(False)
 
     # ------------------------------------------------------------------ method options ----------------------
     def _buildOptionControls(self) -> None:
@@ -336,6 +373,7 @@ class MedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         method = node.method.name
         info = REGISTRY.get(method)
+        self._showMethod(method)
         self.ui.methodComboBox.toolTip = f"{info.title}: {info.summary}\n{info.reference}"
         self.ui.methodInfoLabel.text = f"{info.summary} <i>{info.reference}</i>"
         self._updateOptionControls(info.name)

@@ -86,8 +86,22 @@ def test_methods_lists_every_method_with_its_reference(capsys):
     code, stdout, _ = _run(["methods"], capsys)
     assert code == 0
     for name in ("average", "max", "pca", "laplacian", "dwt", "gff"):
-        assert any(line.startswith(name) for line in stdout.splitlines())
+        assert any(line.strip().startswith(name) for line in stdout.splitlines())
     assert stdout.count("Reference:") >= 6
+
+
+def test_methods_are_listed_under_their_family_titles(capsys):
+    from MedFusionLib.methods import FAMILIES, REGISTRY
+
+    code, stdout, _ = _run(["methods"], capsys)
+    assert code == 0
+    lines = stdout.splitlines()
+    titles = [line for line in lines if line and not line.startswith(" ")]
+    assert titles == [t for k, t in FAMILIES.items() if any(i.family == k for i in REGISTRY.infos())]
+    for info in REGISTRY.infos():  # each method is listed after its own family's title and before the next one
+        row = next(n for n, line in enumerate(lines) if line.split()[:1] == [info.name])
+        above = [line for line in lines[:row] if line and not line.startswith(" ")]
+        assert above[-1] == FAMILIES[info.family], info.name
 
 
 def test_same_file_twice_is_allowed_with_a_warning(inputs, tmp_path, capsys):

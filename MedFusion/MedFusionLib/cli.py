@@ -125,12 +125,18 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    for info in REGISTRY.infos():
-        default = " (default)" if info.name == DEFAULT_METHOD else ""
-        print(f"{info.name:<12} {info.title}{default} [{info.kind}]: {info.summary}")
-        print(f"{'':<12} Reference: {info.reference}")
-        for name, option in info.options.items():
-            print(f"{'':<12} --option {name}={option.default!r} ({option.describe()}): {option.help}")
+    from .methods.families import grouped_by_family
+
+    for number, (family, infos) in enumerate(grouped_by_family(REGISTRY)):
+        if number:
+            print()
+        print(family)
+        for info in infos:
+            default = " (default)" if info.name == DEFAULT_METHOD else ""
+            print(f"  {info.name:<12} {info.title}{default} [{info.kind}]: {info.summary}")
+            print(f"  {'':<12} Reference: {info.reference}")
+            for name, option in info.options.items():
+                print(f"  {'':<12} --option {name}={option.default!r} ({option.describe()}): {option.help}")
     return 0
 
 

@@ -5,12 +5,15 @@ A network plugs in with one module ``MedFusionTraining/<registry name>.py`` whos
 lists it):
 
 * ``make_model()``            -> a fresh ``nn.Module`` (called after seeding, so its initialisation is fixed);
-* ``loss(model, batch)``      -> scalar loss tensor;
+* ``loss(model, batch)``      -> scalar loss tensor, or a dict {"loss": tensor, term: float, ...} whose terms are
+  logged to ``terms.csv`` (e.g. a GAN's generator and discriminator losses);
 * ``make_batch(patches, rng)`` -> the batch dict ``loss`` expects, from a (B, C, p, p) float tensor of crops
   (C = 1 for ``unit="image"``: single images, e.g. an autoencoder; C = 2 for ``unit="pair"``: the two
   co-registered sources of a pair cropped at the same place) and a numpy Generator for any extra randomness;
 * ``validate(model, items, device)`` -> ``{"metric": name, "value": float (higher is better), ...}``;
-* ``recipes``: named ``Recipe``s (hyper-parameters; the seed is a command-line option).
+* ``recipes``: named ``Recipe``s (hyper-parameters; the seed is a command-line option);
+* ``shipped(state_dict)`` (optional) -> the part of the trained model's state that ships, e.g. a GAN's generator
+  without its discriminators (default: all of it).
 
 Everything else is generic: data (the shared Harvard pairs of every modality, PET/SPECT as BT.601 luma,
 split by case with ``data_split``), patch sampling, the loop (Adam), logging (``log.csv``), validation,
@@ -84,6 +87,7 @@ class Trainable:
     validate: Callable
     recipes: Dict[str, Recipe]
     loss_description: str = ""
+    shipped: Optional[Callable[[dict], dict]] = None
 
 
 def get_trainable(name: str) -> Trainable:
@@ -307,6 +311,8 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
     sampler = BatchSampler(train_items, recipe, seed)
     run_t0 = time.perf_counter()
     losses: List[float] = []
+    terms: Dict[str, List[float]] = {}
+    terms_path = out / "terms.csv"
     last_loss = None
     interval_t0, interval_steps = time.perf_counter(), 0
 
@@ -347,6 +353,12 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
                      for k, v in trainable.make_batch(patches, rng).items()}
             optimizer.zero_grad(set_to_none=True)
             loss = trainable.loss(model, batch)
+            if isinstance(loss, dict):
+                loss = dict(loss)
+                for key, value in loss.items():
+                    if key != "loss":
+                        terms.setdefault(key, []).append(float(value))
+                loss = loss["loss"]
             loss.backward()
             optimizer.step()
             step += 1
@@ -360,6 +372,9 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
                 writer.writerow([step, f"{sampler.epoch_of(step):.3f}", f"{np.mean(losses):.6f}", "",
                                  f"{sec:.3f}", f"{elapsed():.1f}"])
                 log_file.flush()
+                if terms:
+                    _append_terms(terms_path, step, {k: float(np.mean(v)) for k, v in terms.items()})
+                    terms = {}
                 log(f"step {step}/{total} epoch {sampler.epoch_of(step):.2f} loss {np.mean(losses):.6f} "
                     f"{sec:.2f} s/step, eta {(total - step) * sec / 60:.1f} min")
                 losses, interval_t0, interval_steps = [], time.perf_counter(), 0
@@ -383,6 +398,16 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
                "best": best, "last_loss": last_loss, "elapsed_s": elapsed()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _append_terms(path: Path, step: int, means: Dict[str, float]) -> None:
+    """One row of ``terms.csv`` (step, then each loss term's mean since the previous row)."""
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["step"] + list(means))
+        writer.writerow([step] + [f"{v:.6f}" for v in means.values()])
 
 
 def _main_thread() -> bool:
@@ -417,10 +442,12 @@ def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_
     result = trainable.validate(model, val_items, device)
     log(f"full validation of {best_path.name} (step {ckpt.get('step')}): {result['metric']} = {result['value']:.3f} "
         f"on {result.get('images')} images {result.get('by_source', '')} [{time.perf_counter() - t:.0f} s]")
+    state = trainable.shipped(ckpt["model"]) if trainable.shipped else ckpt["model"]
     split = data_split.split_summary(data_root)
     metadata = {
         "architecture": trainable.architecture,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "parameters": int(sum(v.numel() for v in state.values())) if trainable.shipped
+        else int(sum(p.numel() for p in model.parameters())),
         "recipe": {"name": config["recipe_name"], **config["recipe"], "optimizer": "Adam",
                    "seed": config["seed"], "total_steps": config["total_steps"], "loss": config.get("loss", ""),
                    "device": config["device"], "threads": config.get("threads"), "command": config["command"]},
@@ -440,6 +467,6 @@ def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_
                      "last_train_loss": summary.get("last_loss")},
         "date": _utc_now(),
     }
-    entry = export_state_dict(ckpt["model"], trainable.name, metadata, weights_dir)
+    entry = export_state_dict(state, trainable.name, metadata, weights_dir)
     log(f"exported {entry['file']} ({entry['bytes']} bytes, sha256 {entry['sha256'][:12]}...)")
     return entry

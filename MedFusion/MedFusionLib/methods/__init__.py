@@ -82,6 +82,23 @@ REGISTRY = Registry([
         reference="MedFusion project, 'MedFusion-Net' (this repository: MedFusionLib/methods/medfusionnet.py and "
                   "reports/flagship/README.md), 2026; loss after the metrics of Zhao et al., 'CDDFuse', CVPR 2023.",
         reduced_precision=("bf16", "fp16")),
+    MethodInfo(
+        name="ddcgan", family="gan", title="DDcGAN", kind="network", module="ddcgan", factory="build",
+        summary="GAN: a small dense-block generator trained against two discriminators, one per source "
+                "(least-squares objective, spectral norm), plus intensity and gradient content terms.",
+        reference="Ma, Xu, Jiang, Mei & Zhang, 'DDcGAN: a dual-discriminator conditional generative adversarial "
+                  "network for multi-resolution image fusion', IEEE Trans. Image Process. 29: 4980-4995, 2020; "
+                  "objective after Mao et al., 'Least squares GANs', ICCV 2017.",
+        reduced_precision=("bf16", "fp16"),
+        crop_margin=7),  # seven 3x3 convolutions, all at full resolution
+    MethodInfo(
+        name="unetfusion", family="unet", title="U-Net (FW-Net)", kind="network", module="unetfusion",
+        factory="build",
+        summary="U-Net: a 3-level U-Net fuses the two sources; trained with a second U-Net that must reconstruct "
+                "both sources from the fused image (FW-Net's W), plus intensity and gradient content terms.",
+        reference="Fan, Huang, Wang et al., 'A semantic-based medical image fusion approach' (FW-Net), "
+                  "arXiv:1906.00225, 2019; U-Net after Ronneberger, Fischer & Brox, MICCAI 2015.",
+        reduced_precision=("bf16", "fp16")),
 ])
 
 # The method used when none is named (CLI, demo, Slicer): the best mean rank over the 17 metrics on the validation
