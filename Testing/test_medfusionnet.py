@@ -13,6 +13,8 @@ import torch
 
 from conftest import harvard_pair
 from training_checks import small_training_items, smoke_run_and_resume
+from validation_checks import (assert_any_size_and_constant_input, assert_untrained_is_the_soft_max_rule,
+                               validation_pairs)
 from weights_checks import assert_bad_weights_raise
 from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
@@ -23,17 +25,6 @@ from MedFusionTraining.medfusionnet import loss_terms, ssim
 
 def _batch(*arrays) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
-
-
-def _validation_pairs(root, per_folder: int = 3):
-    """A few held-out pairs per folder, spread over the case, end slices skipped."""
-    pairs = data_split.list_pairs(root, "val")
-    chosen = {}
-    for folder in data_split.FOLDERS:
-        of_folder = [p for p in pairs if p.folder == folder]
-        idx = np.linspace(0, len(of_folder) - 1, per_folder + 2).round().astype(int)[1:-1]
-        chosen[folder] = [of_folder[i] for i in idx]
-    return chosen
 
 
 # --------------------------------------------------------------------------------------------- weights
@@ -78,7 +69,7 @@ def test_corrupted_or_missing_weights_raise_weights_error(tmp_path):
 # ---------------------------------------------------------------------------------------------- fusion
 def test_fuses_validation_pairs_deterministically_and_beats_average(harvard_dir):
     fuse = REGISTRY.get("medfusionnet").build("cpu")
-    for folder, pairs in _validation_pairs(harvard_dir).items():
+    for folder, pairs in validation_pairs(harvard_dir).items():
         assert all(data_split.split_of(p.folder, p.case) == "val" for p in pairs)
         a = _batch(*(data_split.read_y(p.path_a) for p in pairs))
         b = _batch(*(data_split.read_y(p.path_b) for p in pairs))
@@ -101,24 +92,16 @@ def test_any_size_and_a_constant_input(harvard_dir):
     a, b = harvard_pair("PET-MRI", "41066.png")
     fuse = medfusionnet.build("cpu")
     x, y = _batch(a[20:121, 30:105]), _batch(b[20:121, 30:105])  # 101 x 75: not a multiple of the pooling
-    fused = fuse(x, y)
-    assert fused.shape == (1, 1, 101, 75) and torch.isfinite(fused).all()
+    fused = assert_any_size_and_constant_input(fuse, x, y)
     whole = fuse(_batch(a), _batch(b))[..., 20:121, 30:105]
     inner = (slice(None), slice(None), slice(20, -20), slice(20, -20))  # away from the crop's borders
     assert float((fused[inner] - whole[inner]).abs().max()) < 0.05  # the crop fuses like the whole image
-    tiny = fuse(x[..., :3, :2], y[..., :3, :2])
-    assert tiny.shape == (1, 1, 3, 2) and torch.isfinite(tiny).all()
-    zeros = torch.zeros_like(x)
-    assert torch.isfinite(fuse(zeros, zeros)).all()
 
 
 def test_untrained_network_is_the_soft_max_rule(harvard_dir):
     a, b = harvard_pair("CT-MRI", "41012.png")
     x, y = _batch(a), _batch(b)
-    with torch.no_grad():
-        fused = medfusionnet.MedFusionNet()(x, y)
-    weight = torch.sigmoid((x - y) / medfusionnet.T0)
-    assert torch.allclose(fused, weight * x + (1 - weight) * y, atol=1e-6)
+    fused = assert_untrained_is_the_soft_max_rule(medfusionnet.MedFusionNet(), x, y)
     assert float((fused - torch.maximum(x, y)).abs().mean()) < 0.01
 
 
