@@ -12,6 +12,7 @@ import torch
 
 from conftest import harvard_pair
 from training_checks import small_training_items, smoke_run_and_resume
+from validation_checks import assert_any_size_and_constant_input, assert_untrained_is_the_soft_max_rule
 from weights_checks import assert_bad_weights_raise, build_offline
 from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
@@ -80,24 +81,16 @@ def test_any_size_and_a_constant_input(harvard_dir):
     a, b = harvard_pair("PET-MRI", "41066.png")
     fuse = medfusionnet.build("cpu")
     x, y = _batch(a[20:121, 30:105]), _batch(b[20:121, 30:105])  # 101 x 75: not a multiple of the pooling
-    fused = fuse(x, y)
-    assert fused.shape == (1, 1, 101, 75) and torch.isfinite(fused).all()
+    fused = assert_any_size_and_constant_input(fuse, x, y)
     whole = fuse(_batch(a), _batch(b))[..., 20:121, 30:105]
     inner = (slice(None), slice(None), slice(20, -20), slice(20, -20))  # away from the crop's borders
     assert float((fused[inner] - whole[inner]).abs().max()) < 0.05  # the crop fuses like the whole image
-    tiny = fuse(x[..., :3, :2], y[..., :3, :2])
-    assert tiny.shape == (1, 1, 3, 2) and torch.isfinite(tiny).all()
-    zeros = torch.zeros_like(x)
-    assert torch.isfinite(fuse(zeros, zeros)).all()
 
 
 def test_untrained_network_is_the_soft_max_rule(harvard_dir):
     a, b = harvard_pair("CT-MRI", "41012.png")
     x, y = _batch(a), _batch(b)
-    with torch.no_grad():
-        fused = medfusionnet.MedFusionNet()(x, y)
-    weight = torch.sigmoid((x - y) / medfusionnet.T0)
-    assert torch.allclose(fused, weight * x + (1 - weight) * y, atol=1e-6)
+    fused = assert_untrained_is_the_soft_max_rule(medfusionnet.MedFusionNet(), x, y)
     assert float((fused - torch.maximum(x, y)).abs().mean()) < 0.01
 
 

@@ -99,6 +99,28 @@ REGISTRY = Registry([
         reference="Fan, Huang, Wang et al., 'A semantic-based medical image fusion approach' (FW-Net), "
                   "arXiv:1906.00225, 2019; U-Net after Ronneberger, Fischer & Brox, MICCAI 2015.",
         reduced_precision=("bf16", "fp16")),
+    MethodInfo(
+        name="swinfusion", family="transformer", title="SwinFusion-S", kind="network", module="swinfusion",
+        factory="build",
+        summary="Small CNN-Transformer hybrid: CNN shallow features, Swin window / shifted-window self-attention "
+                "within each source, cross-attention between them, a reconstruction head giving a weight map "
+                "(from a soft pixel-max start) and a bounded residual.",
+        reference="After Ma, Tang, Fan, Huang, Mei & Ma, 'SwinFusion: cross-domain long-range learning for general "
+                  "image fusion via Swin Transformer', IEEE/CAA J. Autom. Sinica 9(7): 1200-1217, 2022, "
+                  "doi:10.1109/JAS.2022.105686 (sized for CPU; departures in methods/swinfusion.py).",
+        reduced_precision=("bf16", "fp16")),
+    MethodInfo(
+        name="resnetzca", family="deep-features", title="ResNet-ZCA", kind="network", module="resnetzca",
+        factory="build",
+        summary="Deep features of a small ResNet-style encoder (trained here as an autoencoder), ZCA-whitened; "
+                "their l1-norm activity gives per-pixel weight maps for the sources (or their detail layers).",
+        reference="Li, Wu & Durrani, 'Infrared and visible image fusion with ResNet and zero-phase component "
+                  "analysis', Infrared Physics & Technology 102: 103039, 2019, doi:10.1016/j.infrared.2019.103039 "
+                  "(encoder trained by this project; departures in methods/resnetzca.py).",
+        options={"scales": Option("one", "one: the weight maps mix the sources (the paper's); two: they mix the "
+                                         "detail layers, the 31x31 mean base layers are averaged",
+                                  choices=("one", "two"))},
+        reduced_precision=("bf16", "fp16")),
 ])
 
 # The method used when none is named (CLI, demo, Slicer): the best mean rank over the 17 metrics on the validation

@@ -34,13 +34,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import FusionMethod, count_parameters, with_shipped_weights  # noqa: F401 (count_parameters)
+from .weight_mix import T0, WeightMixOutput  # noqa: F401 (T0: the tests' soft-max check)
 
 # Recorded in the weights manifest; change it whenever the layer layout changes.
 ARCHITECTURE = ("medfusionnet-v1: x=(a,b,a-b,|Sa|,|Sb|); local 5-12-12 @1; context avgpool4, 5-16-16(d2)-16(d4); "
                 "head 1x1 28-12, 3x3 12-2; w = sigmoid((a-b)/0.05 + h0), F = w a + (1-w) b + 0.05 tanh(h1)")
 LOCAL, CONTEXT, HEAD = 12, 16, 12
 POOL = 4
-T0 = 0.05  # temperature of the soft-max skip
 RESIDUAL = 0.05  # bound of the additive correction
 INPUTS = 5
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
@@ -62,8 +62,10 @@ def _conv(c_in, c_out, k=3, dilation=1):
     return nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation, padding_mode="replicate")
 
 
-class MedFusionNet(nn.Module):
-    """See the module docstring. ``forward`` returns the raw fused image, ``fuse`` the clamped one."""
+class MedFusionNet(WeightMixOutput):
+    """See the module docstring. ``forward`` returns the raw fused image, ``fuse`` the clamped one (weight_mix.py)."""
+
+    residual_bound = RESIDUAL
 
     def __init__(self):
         super().__init__()
@@ -75,22 +77,13 @@ class MedFusionNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)  # start as the soft max rule
         nn.init.zeros_(self.head[-1].bias)
 
-    def maps(self, a: torch.Tensor, b: torch.Tensor):
-        """The weight map w and the residual r (both (N, 1, H, W))."""
+    def heads(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The raw (h0, h1) maps of weight_mix.py, (N, 2, H, W)."""
         h, w = a.shape[-2:]
         x = torch.cat([a, b, a - b, sobel_magnitude(a), sobel_magnitude(b)], dim=1)
         context = self.context(F.avg_pool2d(x, POOL, ceil_mode=True))
         context = F.interpolate(context, size=(h, w), mode="bilinear", align_corners=False)
-        out = self.head(torch.cat([self.local(x), context], dim=1))
-        weight = torch.sigmoid((a - b) / T0 + out[:, :1])
-        return weight, RESIDUAL * torch.tanh(out[:, 1:])
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        weight, residual = self.maps(a, b)
-        return weight * a + (1 - weight) * b + residual
-
-    def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self(a, b).clamp(0.0, 1.0)
+        return self.head(torch.cat([self.local(x), context], dim=1))
 
 
 def flops_per_pixel() -> float:
