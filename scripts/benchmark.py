@@ -6,8 +6,8 @@ Workloads (all real data from ../shared/data):
 * ``volume``: the stroke T1 volume resampled to a 256 x 256 x S grid (S = --slices, default 200) as the
   reference A, the T2 volume on its own grid as B (the engine resamples it, as in real use);
 * ``harvard``: the 256 x 256 validation pairs of every modality pair, stacked as one volume of slices;
-* ``sts``: the sts_001 CT (198 x 202 x 59, air around the body) as A and its T1 MR (a smaller field of view,
-  resampled by the engine) as B: where cropping to the anatomy has something to leave out.
+* ``sts``: the sts_001 CT (198 x 202 x 59) as A and its T1 MR (a smaller field of view, resampled by the
+  engine) as B, for the crop's effect on a CT pair (measured: its box covers every slice, README "Performance").
 
 For each method x device x batch size x precision, every configuration runs in a fresh subprocess (so peak RSS
 and CUDA max-allocated belong to it alone) and records slices per second, seconds per volume, peak RSS and,
