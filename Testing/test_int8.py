@@ -1,23 +1,28 @@
-"""MFEnet's int8 encoder (int8_encoder.py): chosen by auto on the CPU, refused where it does not exist."""
+"""MFEnet's int8 encoder (int8_encoder.py): chosen by auto on the CPU, refused where it does not exist, its shipped
+calibration ranges what calibration gives."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 
 from MedFusionLib.acceleration import GUARD_PSNR_DB, cpu_has_native_bf16, plan_precision
-from MedFusionLib.data_split import list_pairs
+from MedFusionLib.data_split import list_pairs, read_y
 from MedFusionLib.engine import fuse_volumes
 from MedFusionLib.errors import InputError
+from MedFusionLib import int8_encoder
 from MedFusionLib.int8_encoder import quantise_in_place
 from MedFusionLib.methods import REGISTRY
 from MedFusionLib.methods.edpsn import load_model as load_edpsn
+from MedFusionLib.methods.mfenet import load_model as load_mfenet
 
 CPU = torch.device("cpu")
 
 
-def test_auto_picks_int8_for_mfenet_without_native_bf16_and_never_on_cuda():
+def test_auto_picks_int8_for_mfenet_on_every_cpu_and_never_on_cuda():
     mfenet = REGISTRY.get("mfenet").reduced_precision
-    assert plan_precision("auto", CPU, "network", mfenet).precision == ("bf16" if cpu_has_native_bf16() else "int8")
+    plan = plan_precision("auto", CPU, "network", mfenet)
+    assert plan.precision == "int8"  # faster than bf16 too where bf16 is native (README "Performance")
+    assert ("measured faster than native bf16" in plan.reason) == cpu_has_native_bf16()
     assert plan_precision("auto", torch.device("cuda"), "network", mfenet).precision == "fp16"
     with pytest.raises(InputError, match="int8 exists for MFEnet on the CPU only"):
         plan_precision("int8", torch.device("cuda"), "network", mfenet)
@@ -39,3 +44,24 @@ def test_the_engine_runs_mfenet_in_int8_within_the_guard(harvard_dir):
     x, y = (sitk.GetArrayFromImage(r.fused).astype(np.float64) for r in (fp32, auto))
     psnr = 10 * np.log10(1.0 / np.mean((x - y) ** 2))
     assert GUARD_PSNR_DB <= psnr < 200
+
+
+def test_shipped_ranges_are_the_calibrated_ones_and_spare_the_calibration(harvard_dir):
+    encoder = load_mfenet("cpu").encoder
+    shipped = int8_encoder.shipped_ranges(encoder)
+    assert shipped is not None, "weights changed: run int8_encoder.write_shipped_ranges(load_model().encoder)"
+    calibrated = int8_encoder.calibrated_ranges(encoder)
+    assert set(shipped) == set(calibrated) and len(shipped) >= 6  # one per quantised activation
+    for name, (low, high) in calibrated.items():
+        assert shipped[name] == pytest.approx([low, high], rel=1e-4, abs=1e-6), name  # conv rounding per ISA
+    # Quantised with the shipped ranges (no calibration run) = quantised with fresh ones, on a real slice.
+    pair = list_pairs(harvard_dir, split="val", folders=["PET-MRI"])[2]
+    x = torch.from_numpy(read_y(pair.path_a).astype(np.float32))[None, None]  # the PET slice's luma, [0, 1]
+    with torch.no_grad():
+        quick, fresh = int8_encoder.quantise_encoder(encoder)(x), int8_encoder.quantise_encoder(encoder, calibrated)(x)
+    assert torch.allclose(quick, fresh, atol=0.05 * float(fresh.abs().max()))  # at most a quantisation step apart
+    # Ranges for other weights are not used: those weights are calibrated at run time.
+    other = load_mfenet("cpu").encoder
+    with torch.no_grad():
+        other.c1.weight.mul_(1.01)
+    assert int8_encoder.shipped_ranges(other) is None

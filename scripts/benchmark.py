@@ -5,7 +5,9 @@ Workloads (all real data from ../shared/data):
 
 * ``volume``: the stroke T1 volume resampled to a 256 x 256 x S grid (S = --slices, default 200) as the
   reference A, the T2 volume on its own grid as B (the engine resamples it, as in real use);
-* ``harvard``: the 256 x 256 validation pairs of every modality pair, stacked as one volume of slices.
+* ``harvard``: the 256 x 256 validation pairs of every modality pair, stacked as one volume of slices;
+* ``sts``: the sts_001 CT (198 x 202 x 59) as A and its T1 MR (a smaller field of view, resampled by the
+  engine) as B, for the crop's effect on a CT pair (measured: its box covers every slice, README "Performance").
 
 For each method x device x batch size x precision, every configuration runs in a fresh subprocess (so peak RSS
 and CUDA max-allocated belong to it alone) and records slices per second, seconds per volume, peak RSS and,
@@ -15,7 +17,9 @@ single slices, NCHW, no channels-last, no batching, no cropping, at the engine's
 writes it first) measured in the same run.
 
 Networks also run without cropping to the anatomy (``crop`` column off; anatomy_crop.py), so the gain of the
-crop is measured beside the rest. ``--cpu-classes native,avx2`` repeats everything with torch's kernels capped
+crop is measured beside the rest (``crop gain``: the uncropped run's time over the cropped one's).
+``--scoring N`` also runs scripts/metrics_speed.py on N Harvard pairs per folder (the evaluation harness's
+scoring time per slice and method, frozen old metrics against the current ones) and keeps its report. ``--cpu-classes native,avx2`` repeats everything with torch's kernels capped
 at AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 in the child's environment), emulating an AVX2-only
 laptop on a newer CPU; each row records its CPU class and ratios are taken within the class.
 
@@ -28,6 +32,8 @@ for the interpreter, torch and one batch.
     .venv/bin/python scripts/benchmark.py --methods mfenet --batches 1,8,16 --precisions fp32,bf16
     .venv/bin/python scripts/benchmark.py --memory --out reports/benchmark.json
     .venv/bin/python scripts/benchmark.py --methods mfenet --workloads volume --slices 32 --cpu-classes native,avx2
+    .venv/bin/python scripts/benchmark.py --methods mfenet --workloads volume,sts --slices 32 --cpu-classes native,avx2 \
+        --precisions fp32,auto --scoring 1
 
 It prints a markdown table and writes JSON (--out, default reports/benchmark.json).
 """
@@ -91,6 +97,14 @@ def harvard_pair():
     a = np.stack([read_y(p.path_a) for p in pairs]).astype(np.float32)
     b = np.stack([read_y(p.path_b) for p in pairs]).astype(np.float32)
     return sitk.GetImageFromArray(a), sitk.GetImageFromArray(b)
+
+
+def sts_pair():
+    """The sts_001 CT (reference) and T1 MR, as read (shared data, never copied)."""
+    from MedFusionLib.volume_io import read_volume
+
+    folder = DATA / "volumes" / "sts_001"
+    return read_volume(folder / "CT.nii.gz"), read_volume(folder / "MR_T1.nii.gz")
 
 
 def big_pair(size=(512, 512, 600)):
@@ -158,7 +172,7 @@ def run_one(config: dict) -> dict:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = resolve_device(config["device"])
-    a, b = {"volume": lambda: volume_pair(config["slices"]), "harvard": harvard_pair,
+    a, b = {"volume": lambda: volume_pair(config["slices"]), "harvard": harvard_pair, "sts": sts_pair,
             "memory": big_pair}[config["workload"]]()
     input_mb = sum(img.GetNumberOfPixels() * img.GetSizeOfPixelComponent() * img.GetNumberOfComponentsPerPixel()
                    for img in (a, b)) / 2 ** 20
@@ -212,7 +226,7 @@ def plan(args) -> list:
         base = dict(workload=workload, device=device, slices=args.slices, threads=args.threads,
                     cpu_class=cpu_class)
         configs.append(dict(base, method="average", batch=max(args.batch_list), precision="fp32"))
-        if args.naive and workload == "volume":
+        if args.naive and workload in ("volume", "sts"):
             configs.append(dict(base, method="mfenet-naive", batch=1, precision="fp32"))
         for method in args.methods.split(","):
             kind = REGISTRY.get(method).kind
@@ -258,6 +272,11 @@ def add_ratios(results: list) -> None:
             r["x_average_time"] = round(r["seconds"] / baseline[key], 2)
         if key in naive and r["method"] == "mfenet":
             r["speedup_vs_naive"] = round(naive[key] / r["seconds"], 2)
+        if r.get("crop", True) and r["method"] != "mfenet-naive":
+            same = [u for u in results if u.get("crop") is False and "error" not in u and key_of(u) == key
+                    and (u["method"], u["batch"], u["precision"]) == (r["method"], r["batch"], r["precision"])]
+            if same:
+                r["crop_gain"] = round(same[0]["seconds"] / r["seconds"], 2)
         if r["workload"] == "memory":
             out_mb = 4 * r["reference_voxels"] / 2 ** 20  # float32 output on A's grid, held twice at the end
             labels_mb = r["reference_voxels"] / 2 ** 20  # uint8 edge labelmap
@@ -267,18 +286,19 @@ def add_ratios(results: list) -> None:
 
 def table(results: list) -> str:
     head = ("| workload | device | CPU class | method | batch | precision | crop | slices | s | slices/s | "
-            "x average | vs naive | peak RSS MB | CUDA MB |")
-    lines = [head, "|" + "---|" * 14]
+            "x average | vs naive | crop gain | peak RSS MB | CUDA MB |")
+    lines = [head, "|" + "---|" * 15]
     for r in results:
         where = f"| {r['workload']} | {r['device']} | {r.get('cpu_class', 'native')} |"
         if "error" in r:
-            lines.append(f"{where} {r['method']} | {r['batch']} | {r['precision']} | error: {r['error']} ||||||||")
+            lines.append(f"{where} {r['method']} | {r['batch']} | {r['precision']} | error: {r['error']} |||||||||")
             continue
         method = r["method"] + (" (compile)" if r.get("compile") else "")
         crop = "-" if r["method"] == "mfenet-naive" else ("off" if r.get("crop") is False else "on")
         lines.append(f"{where} {method} | {r['batch']} | {r['precision_used']} | {crop} | "
                      f"{r['slices']} | {r['seconds']:.1f} | {r['slices_per_s']:.2f} | "
-                     f"{r.get('x_average_time', '')} | {r.get('speedup_vs_naive', '')} | {r['peak_rss_mb']:.0f} | "
+                     f"{r.get('x_average_time', '')} | {r.get('speedup_vs_naive', '')} | {r.get('crop_gain', '')} | "
+                     f"{r['peak_rss_mb']:.0f} | "
                      f"{r.get('cuda_max_allocated_mb', '')} |")
     return "\n".join(lines)
 
@@ -301,7 +321,7 @@ def machine() -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="mfenet,edpsn,fusioncinn", help="methods besides average")
-    parser.add_argument("--workloads", default="volume,harvard", help="volume and/or harvard")
+    parser.add_argument("--workloads", default="volume,harvard", help="volume, harvard and/or sts")
     parser.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (skipped when absent)")
     parser.add_argument("--batches", default="8", help="comma-separated batch sizes (default 8)")
     parser.add_argument("--precisions", default="fp32,auto", help="precisions tried for networks")
@@ -313,6 +333,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-uncropped", dest="uncropped", action="store_false",
                         help="skip the networks' runs without cropping to the anatomy")
     parser.add_argument("--memory", action="store_true", help="also run the 512x512x600 memory check")
+    parser.add_argument("--scoring", type=int, default=0, metavar="N",
+                        help="also time the evaluation scoring on N Harvard pairs per folder (metrics_speed.py)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per configuration, round-robin; the fastest counts (for a shared machine)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per configuration")
@@ -343,6 +365,10 @@ def main(argv=None) -> int:
     add_ratios(results)
     report = dict(machine=machine(), command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                   date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), results=results)
+    if args.scoring:
+        scoring = subprocess.run([sys.executable, str(REPO / "scripts" / "metrics_speed.py"), "--pairs",
+                                  str(args.scoring)], capture_output=True, text=True, timeout=args.timeout)
+        report["scoring"] = (scoring.stdout if scoring.returncode == 0 else scoring.stderr).strip().splitlines()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -352,6 +378,8 @@ def main(argv=None) -> int:
             print(f"memory: peak RSS {r['peak_rss_mb']:.0f} MB for {r['input_mb']:.0f} MB of inputs; bound "
                   f"{r['memory_bound_mb']:.0f} MB (inputs + 2 x output + labelmap + {ALLOWANCE_MB:.0f} MB): "
                   f"{'within' if r['memory_ok'] else 'EXCEEDED'}")
+    if "scoring" in report:
+        print("evaluation scoring (scripts/metrics_speed.py):\n  " + "\n  ".join(report["scoring"]))
     print(f"machine: {report['machine']}\nwritten: {out}")
     failed = [r for r in results if "error" in r or r.get("memory_ok") is False]
     return 1 if failed else 0

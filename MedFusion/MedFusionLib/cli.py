@@ -325,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     fuse.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
     fuse.add_argument("--precision", default="auto", choices=PRECISIONS,
-                      help="networks' arithmetic: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else int8 for MFEnet "
-                           "and fp32 for the others; only where the method passes the accuracy guard), fp32, bf16, "
-                           "fp16, int8 (MFEnet on the CPU) (default auto)")
+                      help="networks' arithmetic: auto (fp16 on CUDA; on the CPU int8 for MFEnet, bf16 for the "
+                           "others where bf16 is native, else fp32; only where the method passes the accuracy "
+                           "guard), fp32, bf16, fp16, int8 (MFEnet on the CPU) (default auto)")
     fuse.add_argument("--compile", action="store_true",
                       help="try torch.compile for networks (falls back to eager mode if it fails)")
     fuse.add_argument("--preview", metavar="PNG", help="also write a PNG preview of three orthogonal slices")

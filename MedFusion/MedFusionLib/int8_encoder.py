@@ -14,16 +14,27 @@ rendered deterministically), never patient data, so the same weights give the sa
 Activation ranges are the plain min / max seen (not oneDNN's default histogram, which clips the tails): real
 images go beyond the phantom's tails, and clipping them cost accuracy. Worst of the guard's six real validation
 crops against float32: 42.3 dB with the histogram observer, 47.9 dB with min / max.
+
+The ranges that calibration finds depend only on the weights and the phantom, so they are shipped
+(weights/mfenet-int8-ranges.json, with a fingerprint of the encoder weights they belong to) and a run sets
+them instead of rendering the phantom and observing it (about 2-5 s a process, most of a short volume's int8
+gain). Weights that differ from the fingerprint are calibrated at run time as before;
+Testing/test_acceleration.py checks that the shipped ranges are what calibration gives.
 """
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import warnings
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
 
 ENGINE = "onednn"
+RANGES_FILE = Path(__file__).resolve().parent / "weights" / "mfenet-int8-ranges.json"
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,23 +57,77 @@ def calibration_slices():
     return torch.stack(padded)
 
 
-def quantise_encoder(encoder):
-    """A calibrated int8 copy of ``encoder`` (float32 in, float32 out)."""
+def weights_fingerprint(module) -> str:
+    """sha256 of a module's parameter names and float32 values: which weights a set of ranges belongs to."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _activation_observers(prepared) -> dict:
+    return {name: module for name, module in prepared.named_modules() if name.startswith("activation_post_process")}
+
+
+def _prepared(encoder):
     import torch
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = ENGINE
     mapping = QConfigMapping().set_global(QConfig(
         activation=MinMaxObserver.with_args(dtype=torch.quint8),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)))
-    data = calibration_slices()
+    return prepare_fx(copy.deepcopy(encoder).float().eval(), mapping, (torch.zeros(1, 1, 16, 16),))
+
+
+def calibrated_ranges(encoder) -> Dict[str, List[float]]:
+    """{observer: [min, max]} of the encoder's activations over the phantom calibration slices."""
+    import torch
+
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's notice that it moves to torchao: not the user's concern
-        prepared = prepare_fx(copy.deepcopy(encoder).float().eval(), mapping, (data[:1],))
+        prepared = _prepared(encoder)
+        data = calibration_slices()
         for start in range(0, data.shape[0], 8):
             prepared(data[start:start + 8])
+    return {name: [float(obs.min_val), float(obs.max_val)] for name, obs in _activation_observers(prepared).items()}
+
+
+def shipped_ranges(encoder) -> Optional[Dict[str, List[float]]]:
+    """The shipped calibration ranges if they belong to these weights, else None."""
+    try:
+        shipped = json.loads(RANGES_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return shipped["ranges"] if shipped.get("weights_sha256") == weights_fingerprint(encoder) else None
+
+
+def write_shipped_ranges(encoder) -> None:
+    """Calibrate and write RANGES_FILE (run after retraining MFEnet; the test says when it is due)."""
+    ranges = calibrated_ranges(encoder)
+    RANGES_FILE.write_text(json.dumps({"weights_sha256": weights_fingerprint(encoder), "ranges": ranges},
+                                      indent=1) + "\n")
+
+
+def quantise_encoder(encoder, ranges: Optional[Dict[str, List[float]]] = None):
+    """An int8 copy of ``encoder`` (float32 in, float32 out), its activation ranges ``ranges`` (default: the
+    shipped ones where they belong to these weights, else calibrated now)."""
+    import torch
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    ranges = ranges or shipped_ranges(encoder) or calibrated_ranges(encoder)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = _prepared(encoder)
+        observers = _activation_observers(prepared)
+        if set(observers) != set(ranges):  # a changed graph: the ranges are not for it
+            ranges = calibrated_ranges(encoder)
+        for name, (low, high) in ranges.items():
+            observers[name].min_val = torch.tensor(low)
+            observers[name].max_val = torch.tensor(high)
         return convert_fx(prepared)
 
 
