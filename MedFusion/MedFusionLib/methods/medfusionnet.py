@@ -28,7 +28,7 @@ Why this shape (the measurements are in reports/flagship/README.md):
   stronger intensity pull than PET/SPECT-MRI) without a modality flag: it sees global statistics of both
   sources, averaged over the foreground (where either source is above 1/255) so that a training crop and a
   whole slice of the same pair give about the same vector.
-* Few channels at full resolution and a 4x-downsampled context branch keep it cheap: 7,802 parameters and
+* Few channels at full resolution and a 4x-downsampled context branch keep it cheap: 8,210 parameters and
   0.36 GFLOPs per 256x256 pair (``flops_per_pixel``), measured 20x faster than the naive float32 MFEnet loop.
 * The residual bound, loss weights and checkpoint were chosen by the short runs recorded in that report.
 * Any size works: the pooling uses ``ceil_mode`` and the context is resized back to the exact input size.
