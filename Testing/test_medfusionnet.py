@@ -18,7 +18,7 @@ from MedFusionLib import data_split, weights_store
 from MedFusionLib.methods import REGISTRY, medfusionnet
 from MedFusionLib.metrics import qabf
 from MedFusionTraining import training
-from MedFusionTraining.medfusionnet import loss_terms, ssim
+from MedFusionTraining.medfusionnet import LOSS_WEIGHTS, PAIR_LOSS_WEIGHTS, loss_terms, make_loss, pair_batch, ssim
 from slice_batches import batch as _batch, spread_validation_pairs
 
 
@@ -82,9 +82,12 @@ def test_any_size_and_a_constant_input(harvard_dir):
     fuse = medfusionnet.build("cpu")
     x, y = _batch(a[20:121, 30:105]), _batch(b[20:121, 30:105])  # 101 x 75: not a multiple of the pooling
     fused = assert_any_size_and_constant_input(fuse, x, y)
-    whole = fuse(_batch(a), _batch(b))[..., 20:121, 30:105]
+    # The network also sees image-level statistics (FiLM), so only a crop that holds most of the slice's
+    # foreground fuses like the whole slice: 177 x 175, again not a multiple of the pooling.
+    whole = fuse(_batch(a), _batch(b))[..., 40:217, 40:215]
+    large = fuse(_batch(a[40:217, 40:215]), _batch(b[40:217, 40:215]))
     inner = (slice(None), slice(None), slice(20, -20), slice(20, -20))  # away from the crop's borders
-    assert float((fused[inner] - whole[inner]).abs().max()) < 0.05  # the crop fuses like the whole image
+    assert float((large[inner] - whole[inner]).abs().max()) < 0.05  # the crop fuses like the whole image
 
 
 def test_untrained_network_is_the_soft_max_rule(harvard_dir):
@@ -102,6 +105,32 @@ def test_loss_terms_reward_the_sources_structure(harvard_dir):
     assert float(best["intensity"]) == 0.0
     assert float(best["gradient"]) < float(average["gradient"])
     assert all(torch.isfinite(v) for v in best.values())
+
+
+def test_each_modality_pair_is_trained_with_its_own_loss(harvard_dir):
+    ct, spect = harvard_pair("CT-MRI", "41012.png"), harvard_pair("SPECT-MRI", "29015.png")
+    patches = torch.cat([torch.from_numpy(np.stack(p)[None, :, 64:192, 64:192]) for p in (ct, spect)])
+    batch = pair_batch(patches, None, meta=[{"folder": "CT-MRI"}, {"folder": "SPECT-MRI"}])
+    assert batch["folders"] == ["CT-MRI", "SPECT-MRI"] and batch["a"].shape == (2, 1, 128, 128)
+    model = medfusionnet.MedFusionNet()
+    torch.nn.init.normal_(model.head[2].weight, std=0.1)  # not the identity rule, so the losses differ
+    with torch.no_grad():
+        fused = model(batch["a"], batch["b"])
+    ct_weights = dict(LOSS_WEIGHTS, **PAIR_LOSS_WEIGHTS["CT-MRI"])
+    assert ct_weights != LOSS_WEIGHTS  # CT-MRI has a loss of its own
+
+    def by_hand(i, weights):
+        terms = loss_terms(fused[i:i + 1], batch["a"][i:i + 1], batch["b"][i:i + 1], gain=weights["gain"],
+                           soft=bool(weights["soft"]))
+        return sum(weights[k] * float(terms[k]) for k in ("intensity", "gradient", "structure", "scd", "contrast"))
+
+    with torch.no_grad():
+        mixed = float(make_loss(LOSS_WEIGHTS, PAIR_LOSS_WEIGHTS)(model, batch))
+        no_pairs = float(make_loss(LOSS_WEIGHTS, PAIR_LOSS_WEIGHTS)(model, {"a": batch["a"], "b": batch["b"]}))
+    assert mixed == pytest.approx((by_hand(0, ct_weights) + by_hand(1, LOSS_WEIGHTS)) / 2, rel=1e-5)
+    assert no_pairs == pytest.approx((by_hand(0, LOSS_WEIGHTS) + by_hand(1, LOSS_WEIGHTS)) / 2, rel=1e-5)
+    brighter = loss_terms(torch.maximum(batch["a"], batch["b"]), batch["a"], batch["b"], gain=1.05)
+    assert float(brighter["intensity"]) > 0  # the gained target asks for more than max(A, B)
 
 
 # -------------------------------------------------------------------------------------------- training

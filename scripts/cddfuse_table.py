@@ -63,14 +63,14 @@ def _is_colour(path) -> bool:
     return image.ndim == 3
 
 
-def validation_pairs(data, every: int, scorer):
-    """Every ``every``-th validation pair of each folder (data_split: never trained on), and the sources' grey
-    images as the CDDFuse scorer reads them."""
+def validation_pairs(data, every: int, scorer, folders=None, every_of=None):
+    """Every ``every``-th validation pair of each folder (data_split: never trained on; ``every_of``: folder ->
+    its own step), and the sources' grey images as the CDDFuse scorer reads them."""
     from MedFusionLib import data_split
 
     pairs = []
-    for folder in data_split.FOLDERS:
-        pairs.extend(data_split.list_pairs(data, "val", folders=[folder])[::every])
+    for folder in folders or data_split.FOLDERS:
+        pairs.extend(data_split.list_pairs(data, "val", folders=[folder])[::(every_of or {}).get(folder, every)])
     return pairs, [(read_grey(p.path_a, scorer), read_grey(p.path_b, scorer)) for p in pairs]
 
 

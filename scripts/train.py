@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--export", action="store_true",
                         help="after training, export the best checkpoint into MedFusionLib/weights + manifest")
     parser.add_argument("--weights-dir", default=None, help="export here instead of MedFusionLib/weights")
+    parser.add_argument("--export-checkpoint", choices=("best", "last"), default="best",
+                        help="export best.pt (the periodic validation's pick, default) or the run's last.pt")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -57,7 +59,8 @@ def main(argv=None) -> int:
             print("not exporting: the run is not finished (continue it with --resume)", flush=True)
             return 1
         training.export(trainable, args.out, data_root=args.data, device=args.device,
-                         weights_dir=args.weights_dir, log=lambda msg: print(msg, flush=True))
+                         weights_dir=args.weights_dir, log=lambda msg: print(msg, flush=True),
+                         checkpoint=args.export_checkpoint)
     return 0
 
 

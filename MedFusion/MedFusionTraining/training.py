@@ -88,6 +88,7 @@ class Trainable:
     recipes: Dict[str, Recipe]
     loss_description: str = ""
     shipped: Optional[Callable[[dict], dict]] = None
+    batch_meta: bool = False  # make_batch also gets meta=[the items' meta dicts] (e.g. per-folder loss weights)
 
 
 def get_trainable(name: str) -> Trainable:
@@ -165,13 +166,17 @@ class BatchSampler:
     def epoch_of(self, step: int) -> float:
         return step * self.recipe.batch_size / len(self.items)
 
+    def indices(self, step: int) -> List[int]:
+        """The items of the batch of ``step``, in batch order."""
+        n, size = len(self.items), self.recipe.batch_size
+        return [int(self._perm(g // n)[g % n]) for g in range(step * size, (step + 1) * size)]
+
     def batch(self, step: int):
         """(B, C, p, p) float32 tensor and the step's Generator (for ``make_batch``)."""
-        recipe, n = self.recipe, len(self.items)
-        rng = np.random.default_rng([self.seed, step])
+        recipe, rng = self.recipe, np.random.default_rng([self.seed, step])
         crops = []
-        for g in range(step * recipe.batch_size, (step + 1) * recipe.batch_size):
-            image = self.items.images[self._perm(g // n)[g % n]]
+        for index in self.indices(step):
+            image = self.items.images[index]
             crop = self._crop(image, rng)
             if recipe.flip:
                 if rng.random() < 0.5:
@@ -349,8 +354,9 @@ def train(trainable: Trainable, recipe_name: str, out_dir, data_root=None, devic
         model.train()
         while step < total:
             patches, rng = sampler.batch(step)
+            extra = {"meta": [train_items.meta[i] for i in sampler.indices(step)]} if trainable.batch_meta else {}
             batch = {k: (v.to(device) if torch.is_tensor(v) else v)
-                     for k, v in trainable.make_batch(patches, rng).items()}
+                     for k, v in trainable.make_batch(patches, rng, **extra).items()}
             optimizer.zero_grad(set_to_none=True)
             loss = trainable.loss(model, batch)
             if isinstance(loss, dict):
@@ -417,13 +423,16 @@ def _main_thread() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ export
-def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_dir=None, log: Callable = print) -> dict:
-    """Best checkpoint -> ``<weights>/<name>.pt`` (plain state dict) + manifest entry, after validating it on
-    the FULL validation set (every held-out pair, full images)."""
+def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_dir=None, log: Callable = print,
+           checkpoint: str = "best") -> dict:
+    """Best checkpoint (or with ``checkpoint="last"`` the last one) -> ``<weights>/<name>.pt`` (plain state
+    dict) + manifest entry, after validating it on the FULL validation set (every held-out pair, full images)."""
     from MedFusionLib.weights_store import export_state_dict
 
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', not '{checkpoint}'.")
     run = Path(run_dir)
-    best_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    best_path = run / "best.pt" if checkpoint == "best" and (run / "best.pt").exists() else run / "last.pt"
     if not best_path.exists():
         raise FileNotFoundError(f"'{run}' has no checkpoint to export; train first.")
     ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
@@ -460,9 +469,10 @@ def export(trainable: Trainable, run_dir, data_root=None, device="cpu", weights_
                  "train": split["train"], "val": split["val"]},
         "validation": {"metric": result["metric"], "value": round(result["value"], 4),
                        "images": result.get("images"), "by_source": result.get("by_source", {}),
-                       "checkpoint_step": ckpt.get("step"),
-                       "selected_on": f"{config['recipe'].get('val_max_per_folder')} pairs per folder "
-                                      f"(periodic validation subset)"},
+                       "checkpoint_step": ckpt.get("step"), "checkpoint": best_path.name,
+                       "selected_on": (f"{config['recipe'].get('val_max_per_folder')} pairs per folder "
+                                       f"(periodic validation subset)" if best_path.name == "best.pt"
+                                       else "the last checkpoint of the run (chosen with --export-checkpoint last)")},
         "training": {"steps": summary.get("steps"), "elapsed_s": round(float(summary.get("elapsed_s", 0.0)), 1),
                      "last_train_loss": summary.get("last_loss")},
         "date": _utc_now(),
