@@ -81,7 +81,7 @@ def test_any_size_and_a_constant_input(harvard_dir):
     a, b = harvard_pair("PET-MRI", "41066.png")
     fuse = medfusionnet.build("cpu")
     x, y = _batch(a[20:121, 30:105]), _batch(b[20:121, 30:105])  # 101 x 75: not a multiple of the pooling
-    fused = assert_any_size_and_constant_input(fuse, x, y)
+    assert_any_size_and_constant_input(fuse, x, y)
     # The network also sees image-level statistics (FiLM), so only a crop that holds most of the slice's
     # foreground fuses like the whole slice: 177 x 175, again not a multiple of the pooling.
     whole = fuse(_batch(a), _batch(b))[..., 40:217, 40:215]

@@ -6,8 +6,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 """
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -16,8 +14,7 @@ from conftest import harvard_pair
 from training_checks import small_training_items, smoke_run_and_resume
 from slice_batches import batch as _batch
 from validation_checks import assert_beats_average_in_every_folder, read_batch, validation_pairs
-from weights_checks import assert_bad_weights_raise
-from MedFusionLib import data_split, weights_store
+from weights_checks import assert_bad_weights_raise, assert_manifest_entry, refuse_network
 from MedFusionLib.errors import InputError
 from MedFusionLib.methods import REGISTRY, resnetzca
 from MedFusionTraining import training
@@ -42,18 +39,8 @@ def test_registry_entry_and_options():
 
 
 def test_shipped_weights_load_offline_and_match_the_manifest(monkeypatch, harvard_dir):
-    entry = weights_store.manifest_entry("resnetzca")
-    assert entry["sha256"] == weights_store.sha256_file(weights_store.weights_path("resnetzca"))
-    assert entry["architecture"] == resnetzca.ARCHITECTURE
-    assert entry["parameters"] == resnetzca.count_parameters(resnetzca.ResNetAutoencoder())
-    assert entry["data"]["validation_cases"] == {k: list(v) for k, v in data_split.VALIDATION_CASES.items()}
-    assert entry["recipe"]["command"] and entry["recipe"]["seed"] == 0 and entry["recipe"]["threads"] == 1
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("ResNet-ZCA tried to open a network connection")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert_manifest_entry("resnetzca", resnetzca.ARCHITECTURE, resnetzca.count_parameters(resnetzca.ResNetAutoencoder()))
+    refuse_network(monkeypatch, "ResNet-ZCA")
     model = resnetzca.load_model("cpu")
     assert not model.training
     x = _batch(*harvard_pair("CT-MRI", "41012.png"))  # a held-out CT and MRI

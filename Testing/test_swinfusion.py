@@ -6,9 +6,6 @@ real training machinery. Without the shared data these tests skip locally and FA
 """
 from __future__ import annotations
 
-import socket
-
-import numpy as np
 import torch
 
 from conftest import harvard_pair
@@ -16,8 +13,7 @@ from training_checks import small_training_items, smoke_run_and_resume
 from slice_batches import batch as _batch
 from validation_checks import (assert_any_size_and_constant_input, assert_beats_average_in_every_folder,
                                assert_untrained_is_the_soft_max_rule, read_batch, validation_pairs)
-from weights_checks import assert_bad_weights_raise
-from MedFusionLib import data_split, weights_store
+from weights_checks import assert_bad_weights_raise, assert_manifest_entry, refuse_network
 from MedFusionLib.methods import REGISTRY, swinfusion
 from MedFusionTraining import training
 from MedFusionTraining.swinfusion import loss_terms
@@ -39,18 +35,8 @@ def test_registry_entry_and_size():
 
 
 def test_shipped_weights_load_offline_and_match_the_manifest(monkeypatch):
-    entry = weights_store.manifest_entry("swinfusion")
-    assert entry["sha256"] == weights_store.sha256_file(weights_store.weights_path("swinfusion"))
-    assert entry["architecture"] == swinfusion.ARCHITECTURE
-    assert entry["parameters"] == swinfusion.count_parameters(swinfusion.SwinFusionS())
-    assert entry["data"]["validation_cases"] == {k: list(v) for k, v in data_split.VALIDATION_CASES.items()}
-    assert entry["recipe"]["command"] and entry["recipe"]["seed"] == 0 and entry["recipe"]["threads"] == 1
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("SwinFusion-S tried to open a network connection")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert_manifest_entry("swinfusion", swinfusion.ARCHITECTURE, swinfusion.count_parameters(swinfusion.SwinFusionS()))
+    refuse_network(monkeypatch, "SwinFusion-S")
     fuse = REGISTRY.get("swinfusion").build("cpu")
     assert not fuse.model.training
     assert float(fuse.model.head[-1].weight.detach().abs().sum()) > 0  # trained: the zero-initialised head moved
