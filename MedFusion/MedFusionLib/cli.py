@@ -195,7 +195,8 @@ def cmd_evaluate(args) -> int:
         args.out, pairs_dir=args.pairs_dir, volumes=args.volumes, methods=parse_list(args.methods, "methods"),
         metrics=parse_list(args.metrics, "metrics"), folders=parse_list(args.folders, "folders"),
         cases=_cases_of(args), every=args.every, limit=args.limit, axis=args.axis,
-        preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch, jobs=args.jobs,
+        preset_a=args.preset_a, preset_b=args.preset_b, device=args.device, batch_size=args.batch,
+        precision=args.precision, jobs=args.jobs,
         save_fused=args.save_fused, say=lambda m: progress.write(f"medfusion evaluate: {m}"), warn=_warn,
         progress_bars=not args.quiet, protocol=args.protocol, command=_evaluate_command(args))
     for name, path in paths.items():
@@ -230,7 +231,8 @@ def _evaluate_command(args) -> str:
                         ("--limit", args.limit), ("--axis", args.axis if args.volumes else None),
                         ("--preset-a", None if args.preset_a == "auto" else args.preset_a),
                         ("--preset-b", None if args.preset_b == "auto" else args.preset_b),
-                        ("--device", args.device), ("--batch", args.batch), ("--threads", args.threads),
+                        ("--device", args.device), ("--batch", args.batch),
+                        ("--precision", None if args.precision == "fp32" else args.precision), ("--threads", args.threads),
                         ("--jobs", args.jobs if args.jobs != 1 else None), ("--out", args.out)):
         if value is not None:
             words += [flag, str(value)]
@@ -277,6 +279,9 @@ def _add_evaluate_parser(sub) -> None:
     evaluate.add_argument("--preset-b", default="auto", help="intensity mapping of B (as for 'fuse')")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     evaluate.add_argument("--batch", type=int, default=None, help="slices per batch (default 8 on CPU, 32 on GPU)")
+    evaluate.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                          help="precision the networks run in (default fp32: scored as written; auto: as 'fuse' "
+                               "runs them, e.g. int8 MFEnet, which some metrics such as FMI_pixel score lower)")
     evaluate.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     evaluate.add_argument("--jobs", type=int, default=1, help="processes scoring the metrics (default 1)")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
