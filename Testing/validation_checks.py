@@ -43,6 +43,18 @@ def assert_beats_average_in_every_folder(fuse, root, per_folder: int = 3, margin
     return scores
 
 
+def assert_fuses_held_out_pairs(fuse, root, folder: str) -> None:
+    """``fuse`` on one held-out pair of ``folder``: deterministic, inputs untouched, float32 and finite; then it
+    beats pixel averaging in every folder (assert_beats_average_in_every_folder)."""
+    a, b = read_batch(validation_pairs(root, 1)[folder])
+    a_copy, b_copy = a.clone(), b.clone()
+    fused = fuse(a, b)
+    assert torch.equal(fused, fuse(a, b))  # deterministic on the CPU
+    assert torch.equal(a, a_copy) and torch.equal(b, b_copy)  # inputs untouched
+    assert fused.dtype == torch.float32 and torch.isfinite(fused).all()
+    assert_beats_average_in_every_folder(fuse, root)
+
+
 def assert_any_size_and_constant_input(fuse, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``fuse`` keeps the size of an odd crop (x, y), of a 3 x 2 one, and stays finite on all-zero input;
     returns the crop's fused image."""
