@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from MedFusionLib.methods.edpsn import ARCHITECTURE, EDPSN
 
-from .training import Recipe, Trainable
+from .training import Recipe, Trainable, pair_batch
 
 GRAD_WEIGHT = 1.0
 PERCEPTUAL_WEIGHT = 1.0
@@ -67,11 +67,6 @@ def _training_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return total
 
 
-def _pair_batch(patches: torch.Tensor, rng) -> dict:
-    """(B, 2, p, p) co-registered crops (the sampler's "pair" unit: a then b) -> the loss's batch."""
-    return {"a": patches[:, :1].contiguous(), "b": patches[:, 1:].contiguous()}
-
-
 def fuse_items(model: nn.Module, images: np.ndarray, device="cpu", batch_size: int = 8) -> np.ndarray:
     """Fuse (M, 2, H, W) pairs with ``model`` in batches; (M, H, W) float32 in [0, 1]."""
     model.eval()
@@ -115,7 +110,7 @@ def trainable():
         unit="pair",
         make_model=EDPSN,
         loss=_training_loss,
-        make_batch=_pair_batch,
+        make_batch=pair_batch,
         validate=fusion_validation,
         loss_description=(
             f"mean((F - max(A,B))^2) + {GRAD_WEIGHT} * mean(|SxF - maxabs(SxA,SxB)| + |SyF - maxabs(SyA,SyB)|) "

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from MedFusionLib.methods.fusioncinn import ARCHITECTURE, FusionCINN, absmax
 
-from .training import Recipe, Trainable, image_gradients
+from .training import Recipe, Trainable, image_gradients, pair_batch
 
 TARGET_LEVELS = 4
 # Loss weights, chosen by 300-step runs (64x64 crops, lr 1e-3, Q_AB/F folder mean on 4 validation pairs per
@@ -67,8 +67,8 @@ def _loss(model: FusionCINN, batch: dict) -> torch.Tensor:
 
 def _pair_batch(patches: torch.Tensor, rng) -> dict:
     """(B, 2, p, p) co-registered crops -> sources and the per-pixel fusion target."""
-    a, b = patches[:, :1].contiguous(), patches[:, 1:].contiguous()
-    return {"a": a, "b": b, "target": fusion_target(a, b)}
+    batch = pair_batch(patches)
+    return {**batch, "target": fusion_target(batch["a"], batch["b"])}
 
 
 def validate_qabf(model: FusionCINN, items, device="cpu", batch_size: int = 8) -> dict:

@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 from MedFusionLib.methods.medfusionnet import ARCHITECTURE, T0, MedFusionNet, sobel
 
+from .training import pair_batch as training_pair_batch
+
 LOSS_WEIGHTS: Dict[str, float] = {"intensity": 1.0, "gradient": 8.0, "structure": 0.0, "scd": 0.05, "contrast": 0.0,
                                   "gain": 1.0, "soft": 0.0}
 # Overrides of LOSS_WEIGHTS per training folder. The intensity target is min(1, gain x M), M = max(A, B), or
@@ -107,7 +109,8 @@ def describe(weights: Dict[str, float], pair_weights: Dict[str, Dict[str, float]
 
 
 def pair_batch(patches: torch.Tensor, rng, meta=None) -> dict:
-    batch = {"a": patches[:, :1].contiguous(), "b": patches[:, 1:].contiguous()}
+    """training.pair_batch, plus each crop's folder (modality pair) for the per-pair loss weights."""
+    batch = training_pair_batch(patches)
     if meta is not None:
         batch["folders"] = [m["folder"] for m in meta]
     return batch

@@ -205,6 +205,11 @@ class BatchSampler:
 
 
 # -------------------------------------------------------------------------------------------- validation
+def pair_batch(patches: torch.Tensor, rng=None) -> dict:
+    """(B, 2, p, p) co-registered crops (the sampler's "pair" unit: a then b) -> {"a", "b"}, each (B, 1, p, p)."""
+    return {"a": patches[:, :1].contiguous(), "b": patches[:, 1:].contiguous()}
+
+
 def image_gradients(x: torch.Tensor):
     """Forward differences: (x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :])."""
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]

@@ -66,16 +66,12 @@ class frozen:
             p.requires_grad_(True)
 
 
-def pair_batch(patches: torch.Tensor, rng) -> dict:
-    return {"a": patches[:, :1].contiguous(), "b": patches[:, 1:].contiguous()}
-
-
 def trainable_with_parts(name: str, architecture: str, make_model: Callable[[], WithTrainingParts], loss: Callable,
                          loss_description: str, cpu: "Recipe", **more: "Recipe") -> "Trainable":
     """The Trainable of a network trained beside training-only parts (pairs, Q_AB/F validation, ``net`` shipped):
     its ``cpu`` recipe, the shared ``gpu`` and ``smoke`` ones, and any ``more``."""
     from .fusioncinn import validate_qabf
-    from .training import Recipe, Trainable
+    from .training import Recipe, Trainable, pair_batch
 
     recipes = {
         "cpu": cpu,

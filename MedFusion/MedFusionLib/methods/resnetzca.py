@@ -131,8 +131,7 @@ def zca(phi: torch.Tensor) -> torch.Tensor:
 def upsampled_activity(phi: torch.Tensor, size) -> torch.Tensor:
     """l1-norm of the whitened features, block-averaged, bicubically upsampled to ``size`` (kept >= 0)."""
     activity = zca(phi).abs().sum(dim=1, keepdim=True)
-    t = BLOCK_RADIUS
-    activity = F.avg_pool2d(F.pad(activity, (t, t, t, t), mode="replicate"), 2 * t + 1, stride=1)
+    activity = mean_filter(activity, 2 * BLOCK_RADIUS + 1)
     return F.interpolate(activity, size=tuple(size), mode="bicubic", align_corners=False).clamp_min(0)
 
 
