@@ -107,9 +107,11 @@ def shipped_ranges(encoder) -> Optional[Dict[str, List[float]]]:
 
 def write_shipped_ranges(encoder) -> None:
     """Calibrate and write RANGES_FILE (run after retraining MFEnet; the test says when it is due)."""
+    from .atomic_file import write_text_atomically
+
     ranges = calibrated_ranges(encoder)
-    RANGES_FILE.write_text(json.dumps({"weights_sha256": weights_fingerprint(encoder), "ranges": ranges},
-                                      indent=1) + "\n")
+    write_text_atomically(RANGES_FILE, json.dumps({"weights_sha256": weights_fingerprint(encoder), "ranges": ranges},
+                                                  indent=1) + "\n")
 
 
 def quantise_encoder(encoder, ranges: Optional[Dict[str, List[float]]] = None):
