@@ -56,6 +56,17 @@ def test_auto_detects_native_bf16_like_the_kernel_does():
         assert "bf16" in plan.reason and ("no native" in plan.reason or "capped" in plan.reason)
 
 
+def test_amx_is_detected_like_the_kernel_uses_it(monkeypatch):
+    flags = cpuinfo_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo to cross-check against")
+    uncapped = os.environ.get("ATEN_CPU_CAPABILITY", "avx512").lower() == "avx512" and not (
+        os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"))
+    assert acceleration.cpu_has_amx_bf16() == ("amx_bf16" in flags and uncapped)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN read it at start-up; the policy reads it
+    assert not acceleration.cpu_has_amx_bf16()  # bf16 may stay native, but not on AMX tiles
+
+
 def test_policy_rules():
     assert plan_precision("auto", CPU, "classic", ("bf16",)).precision == "fp32"
     assert plan_precision("bf16", CPU, "classic").precision == "fp32"  # classic methods never autocast

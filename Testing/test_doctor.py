@@ -24,10 +24,14 @@ NETWORKS = [info for info in REGISTRY.infos() if info.kind == "network"]
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
-def _cpuinfo_has_native_bf16() -> bool:
+def _cpuinfo_flags() -> set:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return bool({"amx_bf16", "avx512_bf16"} & set(line.split(":", 1)[-1].split()))
+    return set(line.split(":", 1)[-1].split())
+
+
+def _cpuinfo_has_native_bf16() -> bool:
+    return bool({"amx_bf16", "avx512_bf16"} & _cpuinfo_flags())
 
 
 def _doctor_in_subprocess(**isa_env) -> str:
@@ -90,9 +94,22 @@ def test_without_a_cap_auto_follows_the_hardware():
     assert guarded, "no network passes the bf16 accuracy guard: nothing to check"
     for info in guarded:
         assert f"precision auto, {info.name} on cpu: {expected} (" in out
-    for info in NETWORKS:  # int8 wherever a network offers it, native bf16 or not
+    for info in NETWORKS:  # int8 wherever a network offers it, except that AMX runs bf16 faster
         if "int8" in info.reduced_precision:
-            assert f"precision auto, {info.name} on cpu: int8 (" in out
+            wanted = "bf16" if "amx_bf16" in _cpuinfo_flags() else "int8"
+            assert f"precision auto, {info.name} on cpu: {wanted} (" in out
+
+
+def test_a_cap_below_amx_gives_int8_back_to_mfenet():
+    """oneDNN capped at AVX-512 BF16 (no AMX tiles): bf16 stays native but the int8 encoder is the faster one."""
+    out = _doctor_in_subprocess(ONEDNN_MAX_CPU_ISA="AVX512_CORE_BF16")
+    for info in NETWORKS:
+        line = next(l for l in out.splitlines() if l.startswith(f"precision auto, {info.name} on cpu:"))
+        if "int8" in info.reduced_precision:
+            assert line.startswith(f"precision auto, {info.name} on cpu: int8 (")
+        elif "bf16" in info.reduced_precision:
+            assert line.startswith(f"precision auto, {info.name} on cpu: "
+                                   f"{'bf16' if _cpuinfo_has_native_bf16() else 'fp32'} (")
 
 
 def test_doctor_finds_corrupted_and_missing_weights(tmp_path):

@@ -160,3 +160,12 @@ def test_cli_reports_the_offset_and_can_skip(stroke, tmp_path, capsys):
     assert main(argv + ["-o", str(tmp_path / "f2.nrrd"), "--no-registration-check"]) == 0
     captured = capsys.readouterr()
     assert "registration check" not in captured.out and "seems shifted" not in captured.err
+
+
+def test_one_thread_beside_the_fusion_reads_what_the_default_reads(stroke):
+    """The engine runs the check with 1 SimpleITK thread beside the fusion: the same estimate as the default."""
+    t1, t2 = stroke
+    moved = _shifted(t2, SHIFT_MM)
+    default, one = check_registration(t1, moved), check_registration(t1, moved, threads=1)
+    assert np.allclose(one.translation_mm, default.translation_mm, atol=1e-6)
+    assert one.misaligned == default.misaligned and abs(one.gain - default.gain) < 1e-6

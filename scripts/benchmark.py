@@ -99,6 +99,14 @@ def harvard_pair():
     return sitk.GetImageFromArray(a), sitk.GetImageFromArray(b)
 
 
+def stroke_pair():
+    """The stroke T1 (reference) and T2 as they are: 140 slices of 160 x 124, the pair issue 19 measured."""
+    from MedFusionLib.volume_io import read_volume
+
+    folder = DATA / "volumes" / "stroke_T1_T2_FLAIR"
+    return read_volume(folder / "T1.nii.gz"), read_volume(folder / "T2.nii.gz")
+
+
 def sts_pair():
     """The sts_001 CT (reference) and T1 MR, as read (shared data, never copied)."""
     from MedFusionLib.volume_io import read_volume
@@ -173,7 +181,7 @@ def run_one(config: dict) -> dict:
         torch.set_num_threads(config["threads"])
     device = resolve_device(config["device"])
     a, b = {"volume": lambda: volume_pair(config["slices"]), "harvard": harvard_pair, "sts": sts_pair,
-            "memory": big_pair}[config["workload"]]()
+            "stroke": stroke_pair, "memory": big_pair}[config["workload"]]()
     input_mb = sum(img.GetNumberOfPixels() * img.GetSizeOfPixelComponent() * img.GetNumberOfComponentsPerPixel()
                    for img in (a, b)) / 2 ** 20
     if device.type == "cuda":
@@ -226,7 +234,7 @@ def plan(args) -> list:
         base = dict(workload=workload, device=device, slices=args.slices, threads=args.threads,
                     cpu_class=cpu_class)
         configs.append(dict(base, method="average", batch=max(args.batch_list), precision="fp32"))
-        if args.naive and workload in ("volume", "sts"):
+        if args.naive and workload in ("volume", "sts", "stroke"):
             configs.append(dict(base, method="mfenet-naive", batch=1, precision="fp32"))
         for method in args.methods.split(","):
             kind = REGISTRY.get(method).kind
@@ -321,7 +329,7 @@ def machine() -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="mfenet,edpsn,fusioncinn", help="methods besides average")
-    parser.add_argument("--workloads", default="volume,harvard", help="volume, harvard and/or sts")
+    parser.add_argument("--workloads", default="volume,harvard", help="volume, harvard, sts and/or stroke")
     parser.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (skipped when absent)")
     parser.add_argument("--batches", default="8", help="comma-separated batch sizes (default 8)")
     parser.add_argument("--precisions", default="fp32,auto", help="precisions tried for networks")

@@ -12,7 +12,9 @@ Precision policy (``precision="auto"``, the default everywhere):
   int8 kernels run natively on AVX2 and on AVX-512 (VNNI), and with the calibration ranges shipped (no
   calibration run per process) int8 measured faster than bf16 on the native-bf16 class too, in all four
   whole-process runs of README "Performance" (volume and sts_001, cropped and not); before, calibrating on
-  every run made it slightly slower there, and bf16 had precedence.
+  every run made it slightly slower there, and bf16 had precedence. The exception (measured on a later
+  machine) is a CPU whose bf16 convolutions run on AMX tiles (AMX-BF16, oneDNN not capped below AMX): there
+  bf16 measured faster than the int8 encoder, so ``auto`` takes bf16 (README "Performance").
 
 The accuracy guard: a network lists a reduced precision in ``MethodInfo.reduced_precision`` only if its fused
 output stays within ``GUARD_PSNR_DB`` of the float32 fusion on real validation pairs; Testing/test_acceleration.py
@@ -74,6 +76,15 @@ def native_bf16_blocker() -> Optional[str]:
     return None
 
 
+_ONEDNN_AMX_ISAS = {isa for isa in _ONEDNN_BF16_ISAS if "AMX" in isa} | {"ALL", "DEFAULT"}
+
+
+def cpu_has_amx_bf16() -> bool:
+    """True where oneDNN's bf16 convolutions run on AMX tiles (AMX-BF16 present, bf16 native, no cap below AMX)."""
+    return (cpu_has_native_bf16() and bool(cpu_capabilities().get("amx_bf16"))
+            and kernel_isa()["onednn_max"] in _ONEDNN_AMX_ISAS)
+
+
 def cpu_has_native_bf16() -> bool:
     """True where torch's kernels execute bf16 matrix maths natively (AMX-BF16 or AVX-512 BF16, not capped)."""
     return native_bf16_blocker() is None
@@ -113,6 +124,9 @@ def plan_precision(precision: str, device, kind: str, allowed=()) -> Plan:
             return Plan("fp16", "auto: float16 on CUDA (within the accuracy guard for this method)")
         return Plan("fp32", "auto: float32 (float16 is outside the accuracy guard for this method)")
     blocker = native_bf16_blocker()
+    if "int8" in allowed and "bf16" in allowed and cpu_has_amx_bf16():
+        return Plan("bf16", "auto: bfloat16 (AMX on this CPU: measured faster than the int8 encoder; within the "
+                            "accuracy guard for this method)")
     if "int8" in allowed:
         why = blocker or "measured faster than native bf16 for this method"
         return Plan("int8", f"auto: int8 encoder (within the accuracy guard; {why})")
@@ -121,6 +135,20 @@ def plan_precision(precision: str, device, kind: str, allowed=()) -> Plan:
     if "bf16" in allowed:
         return Plan("bf16", "auto: bfloat16 (native on this CPU, within the accuracy guard for this method)")
     return Plan("fp32", "auto: float32 (bfloat16 is outside the accuracy guard for this method)")
+
+
+# On a CPU a network runs on at most this many pixels a call (one 256 x 256 slice): smaller activations stay in
+# the caches. MFEnet on 256 x 256, ms a slice for 1 / 2 / 8 slices a call, freed memory kept in the heap as the
+# engine does (heap.py): bf16 40.9 / 45.0 / 50.7, fp32 179 / 185 / 183 (scripts/network_call_probe.py on a 2-core
+# AMX Xeon, 2026-12-01; one run each).
+CPU_PIXELS_PER_CALL = 256 * 256
+
+
+def slices_per_call(device, shape) -> int:
+    """How many slices of an (N, C, H, W) batch a network is given at once on ``device`` (all of them on a GPU)."""
+    if device.type != "cpu":
+        return max(1, shape[0])
+    return max(1, CPU_PIXELS_PER_CALL // max(1, shape[-2] * shape[-1]))
 
 
 def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False, model=None) -> Callable:
@@ -142,6 +170,9 @@ def accelerate(fuse: Callable, plan: Plan, device, compile: bool = False, model=
     state = {"fn": _try_compile(fuse) if compile else fuse}
 
     def run(a, b):
+        step = slices_per_call(device, a.shape)
+        if a.shape[0] > step:  # every method fuses slice by slice, so chunks give the same slices
+            return torch.cat([run(a[i:i + step], b[i:i + step]) for i in range(0, a.shape[0], step)])
         a = a.contiguous(memory_format=torch.channels_last)
         b = b.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):

@@ -17,6 +17,7 @@ to 28 M voxels with its MR, peak RSS 1.36 GB with edges against 0.83 GB without 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import time
@@ -26,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import advice, anatomy_crop, edge_overlay, edges as edge_maps, field_of_view, functional_colour
+from . import advice, anatomy_crop, edge_overlay, edges as edge_maps, field_of_view, functional_colour, heap
 from .api_checks import check_2d_pair, check_images_and_callbacks
 from .errors import Cancelled, InputError, MethodOutputError, ResourceError
 from .geometry import fields_of_view_may_overlap, slice_layout
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="medfusion-check")
 
 
 @dataclass
@@ -225,13 +227,10 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
     batch = DEFAULT_BATCH.get(dev.type, 8) if settings.batch_size is None else settings.batch_size
     if not fields_of_view_may_overlap(a, b):
         raise _no_overlap(name_a, name_b)
-    registration_offset = None
-    if settings.check_registration:
-        found = estimate_misalignment(a, b)
-        if found is not None:
-            registration_offset = found.reported_mm  # None: the check cannot tell
-            if found.misaligned:
-                warnings.append(found.warning(name_a, name_b))
+    # The registration check runs beside the fusion: it is mostly single-threaded SimpleITK work that releases
+    # the GIL (stroke T1/T2: 0.6 s, of which about half is hidden so; scripts/benchmark.py, README "Performance").
+    registration_offset, registration_at = None, len(warnings)
+    checking = _BACKGROUND.submit(estimate_misalignment, a, b, 1) if settings.check_registration else None
     method = info.load(dev, settings.method_options, settings.precision, settings.compile)
     margin = info.margin(settings.method_options)
     cropped = anatomy_crop.AnatomyCrop(method, dev, margin, settings.crop_to_anatomy)
@@ -256,7 +255,7 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
     keep = (lambda luma: luma) if return_sources else edge_maps.to_uint8
 
     inside_voxels, start = 0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), heap.reused_heap():
         while start < n_slices:
             if cancel is not None and cancel():
                 raise Cancelled("Fusion was cancelled; nothing was written.")
@@ -293,6 +292,11 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
             if progress is not None:
                 progress(end, n_slices)
 
+    found = checking.result() if checking is not None else None
+    if found is not None:
+        registration_offset = found.reported_mm  # None: the check cannot tell
+        if found.misaligned:
+            warnings.insert(registration_at, found.warning(name_a, name_b))
     overlap = float(inside_voxels) / float(np.prod(shape))
     if overlap == 0.0:
         raise _no_overlap(name_a, name_b)

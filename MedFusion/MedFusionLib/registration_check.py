@@ -164,8 +164,11 @@ def _inside(image: sitk.Image, points: np.ndarray) -> np.ndarray:
     return np.all((index >= -0.5) & (index <= np.asarray(image.GetSize()) - 0.5), axis=1)
 
 
-def _registration(fixed_mask: sitk.Image, sampling: Optional[float]) -> sitk.ImageRegistrationMethod:
+def _registration(fixed_mask: sitk.Image, sampling: Optional[float], threads: Optional[int]
+                  ) -> sitk.ImageRegistrationMethod:
     registration = sitk.ImageRegistrationMethod()
+    if threads is not None:
+        registration.SetNumberOfThreads(threads)
     registration.SetMetricAsMattesMutualInformation(numberOfHistogramBins=_BINS)
     if sampling is None:
         registration.SetMetricSamplingStrategy(registration.NONE)
@@ -177,8 +180,8 @@ def _registration(fixed_mask: sitk.Image, sampling: Optional[float]) -> sitk.Ima
     return registration
 
 
-def _metric(fixed, moving, mask, translation) -> float:
-    registration = _registration(mask, None)
+def _metric(fixed, moving, mask, translation, threads) -> float:
+    registration = _registration(mask, None, threads)
     registration.SetInitialTransform(sitk.TranslationTransform(3, list(translation)))
     return -registration.MetricEvaluate(fixed, moving)  # Mattes returns minus the mutual information
 
@@ -189,8 +192,9 @@ def _cannot_tell(b, started, why, searched=(True, True, True), translation=(math
                              time.perf_counter() - started, float(gain), tuple(bool(s) for s in searched), why)
 
 
-def check_registration(a: sitk.Image, b: sitk.Image) -> Optional[RegistrationCheck]:
-    """Estimate B's rigid translation against A (see the module docstring); None for 2D images."""
+def check_registration(a: sitk.Image, b: sitk.Image, threads: Optional[int] = None) -> Optional[RegistrationCheck]:
+    """Estimate B's rigid translation against A (see the module docstring); None for 2D images. ``threads``: the
+    registrations' thread count (None: SimpleITK's default; the engine uses 1 while the fusion runs beside it)."""
     if a.GetDimension() != 3:
         return None
     started = time.perf_counter()
@@ -220,13 +224,13 @@ def check_registration(a: sitk.Image, b: sitk.Image) -> Optional[RegistrationChe
 
     sampling = min(1.0, _GRID_SAMPLES / np.count_nonzero(stays))
     steps = [int(r // _GRID_STEP_MM) for r in bound]
-    grid = _registration(mask, sampling)
+    grid = _registration(mask, sampling, threads)
     grid.SetOptimizerAsExhaustive(steps, stepLength=_GRID_STEP_MM)
     grid.SetOptimizerScales([1.0, 1.0, 1.0])
     grid.SetInitialTransform(sitk.TranslationTransform(3), inPlace=False)
     try:
         best = np.asarray(sitk.TranslationTransform(_only(grid.Execute(fixed, moving))).GetOffset())
-        refine = _registration(mask, min(1.0, _REFINE_SAMPLES / np.count_nonzero(stays)))
+        refine = _registration(mask, min(1.0, _REFINE_SAMPLES / np.count_nonzero(stays)), threads)
         refine.SetOptimizerAsRegularStepGradientDescent(learningRate=_GRID_STEP_MM / 2, minStep=0.05,
                                                        numberOfIterations=100, relaxationFactor=0.6,
                                                        gradientMagnitudeTolerance=1e-8)
@@ -236,7 +240,8 @@ def check_registration(a: sitk.Image, b: sitk.Image) -> Optional[RegistrationChe
         refined = np.asarray(sitk.TranslationTransform(_only(refine.Execute(fixed, moving))).GetOffset())
         if np.all(np.abs(refined) <= bound + 1e-6):
             best = refined
-        mi_best, mi_zero = _metric(fixed, moving, mask, best), _metric(fixed, moving, mask, (0.0, 0.0, 0.0))
+        mi_best = _metric(fixed, moving, mask, best, threads)
+        mi_zero = _metric(fixed, moving, mask, (0.0, 0.0, 0.0), threads)
     except RuntimeError:  # too little overlap or signal for the metric: report nothing rather than guess
         return _cannot_tell(b, started, "the metric could not be evaluated", searched)
     gain = (mi_best - mi_zero) / max(mi_zero, 1e-12)
