@@ -1,12 +1,10 @@
 """Acceleration policy and the accuracy guard: reduced precision only where the output stays close to float32."""
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 
+from cpu_flags import cpuinfo_flags, kernels_uncapped
 from MedFusionLib import acceleration
 from MedFusionLib.acceleration import GUARD_PSNR_DB, Plan, accelerate, plan_precision
 from MedFusionLib.data_split import list_pairs, read_y
@@ -15,12 +13,6 @@ from MedFusionLib.errors import InputError
 from MedFusionLib.methods import REGISTRY
 
 CPU = torch.device("cpu")
-
-
-def cpuinfo_flags() -> set:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> float:
@@ -46,9 +38,7 @@ def test_auto_detects_native_bf16_like_the_kernel_does():
     if not flags:
         pytest.skip("no /proc/cpuinfo to cross-check against")
     # Native in hardware, and not capped by the environment (test_doctor.py runs the capped cases).
-    uncapped = os.environ.get("ATEN_CPU_CAPABILITY", "avx512").lower() == "avx512" and not (
-        os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"))
-    native = bool({"amx_bf16", "avx512_bf16"} & flags) and uncapped
+    native = bool({"amx_bf16", "avx512_bf16"} & flags) and kernels_uncapped()
     assert acceleration.cpu_has_native_bf16() == native
     plan = plan_precision("auto", CPU, "network", ("bf16", "fp16"))
     assert plan.precision == ("bf16" if native else "fp32")
@@ -60,9 +50,7 @@ def test_amx_is_detected_like_the_kernel_uses_it(monkeypatch):
     flags = cpuinfo_flags()
     if not flags:
         pytest.skip("no /proc/cpuinfo to cross-check against")
-    uncapped = os.environ.get("ATEN_CPU_CAPABILITY", "avx512").lower() == "avx512" and not (
-        os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"))
-    assert acceleration.cpu_has_amx_bf16() == ("amx_bf16" in flags and uncapped)
+    assert acceleration.cpu_has_amx_bf16() == ("amx_bf16" in flags and kernels_uncapped())
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN read it at start-up; the policy reads it
     assert not acceleration.cpu_has_amx_bf16()  # bf16 may stay native, but not on AMX tiles
 

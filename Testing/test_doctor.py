@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from cpu_flags import cpuinfo_flags
 from MedFusionLib import __version__, doctor
 from MedFusionLib.acceleration import plan_precision
 from MedFusionLib.cli import main
@@ -24,14 +25,8 @@ NETWORKS = [info for info in REGISTRY.infos() if info.kind == "network"]
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
-def _cpuinfo_flags() -> set:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
-
-
 def _cpuinfo_has_native_bf16() -> bool:
-    return bool({"amx_bf16", "avx512_bf16"} & _cpuinfo_flags())
+    return bool({"amx_bf16", "avx512_bf16"} & cpuinfo_flags())
 
 
 def _doctor_in_subprocess(**isa_env) -> str:
@@ -96,7 +91,7 @@ def test_without_a_cap_auto_follows_the_hardware():
         assert f"precision auto, {info.name} on cpu: {expected} (" in out
     for info in NETWORKS:  # int8 wherever a network offers it, except that AMX runs bf16 faster
         if "int8" in info.reduced_precision:
-            wanted = "bf16" if "amx_bf16" in _cpuinfo_flags() else "int8"
+            wanted = "bf16" if "amx_bf16" in cpuinfo_flags() else "int8"
             assert f"precision auto, {info.name} on cpu: {wanted} (" in out
 
 

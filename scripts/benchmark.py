@@ -67,10 +67,7 @@ def volume_pair(slices: int):
     """Stroke T1 resampled to 256 x 256 x ``slices`` over its own extent (A) and T2 on its grid (B)."""
     import SimpleITK as sitk
 
-    from MedFusionLib.volume_io import read_volume
-
-    t1 = read_volume(DATA / "volumes" / "stroke_T1_T2_FLAIR" / "T1.nii.gz")
-    t2 = read_volume(DATA / "volumes" / "stroke_T1_T2_FLAIR" / "T2.nii.gz")
+    t1, t2 = stroke_pair()
     size = (256, 256, slices)
     extent = [n * s for n, s in zip(t1.GetSize(), t1.GetSpacing())]
     spacing = [e / n for e, n in zip(extent, size)]
@@ -99,20 +96,22 @@ def harvard_pair():
     return sitk.GetImageFromArray(a), sitk.GetImageFromArray(b)
 
 
-def stroke_pair():
-    """The stroke T1 (reference) and T2 as they are: 140 slices of 160 x 124, the pair issue 19 measured."""
+def shared_volumes(folder: str, reference: str, moving: str):
+    """Two volumes of one shared-data case, as read (shared data, never copied)."""
     from MedFusionLib.volume_io import read_volume
 
-    folder = DATA / "volumes" / "stroke_T1_T2_FLAIR"
-    return read_volume(folder / "T1.nii.gz"), read_volume(folder / "T2.nii.gz")
+    case = DATA / "volumes" / folder
+    return read_volume(case / f"{reference}.nii.gz"), read_volume(case / f"{moving}.nii.gz")
+
+
+def stroke_pair():
+    """The stroke T1 (reference) and T2 as they are: 140 slices of 160 x 124, the pair issue 19 measured."""
+    return shared_volumes("stroke_T1_T2_FLAIR", "T1", "T2")
 
 
 def sts_pair():
-    """The sts_001 CT (reference) and T1 MR, as read (shared data, never copied)."""
-    from MedFusionLib.volume_io import read_volume
-
-    folder = DATA / "volumes" / "sts_001"
-    return read_volume(folder / "CT.nii.gz"), read_volume(folder / "MR_T1.nii.gz")
+    """The sts_001 CT (reference) and T1 MR."""
+    return shared_volumes("sts_001", "CT", "MR_T1")
 
 
 def big_pair(size=(512, 512, 600)):
