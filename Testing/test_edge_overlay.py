@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from MedFusionLib import edge_overlay
 from MedFusionLib.edge_overlay import FOREGROUND_LEVEL
 from MedFusionLib.edges import canny_edges
 from MedFusionLib.engine import fuse_volumes
@@ -91,3 +92,78 @@ def test_2d_pair_gets_edges_of_both(harvard_dir):
     sources = [sitk.GetArrayFromImage(s) for s in result.sources]
     foreground = (sources[0] > FOREGROUND_LEVEL) | (sources[1] > FOREGROUND_LEVEL)
     assert np.count_nonzero(labels[foreground]) / np.count_nonzero(foreground) <= 0.15
+
+
+# ------------------------------------------------------------------ B's field of view, and the blocked computation
+def _field_of_view(moving, reference):
+    """B's field of view on A's grid as a voxel mask (nearest-neighbour resampling of ones), for the checks."""
+    ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(moving)
+    return sitk.GetArrayFromImage(sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+
+
+def _oblique(image, angles=(0.2, -0.1, 0.3)):
+    rotation = sitk.Euler3DTransform()
+    rotation.SetRotation(*angles)
+    turned = sitk.Image(image)
+    turned.SetDirection(tuple((np.asarray(rotation.GetMatrix()).reshape(3, 3)
+                               @ np.asarray(image.GetDirection()).reshape(3, 3)).ravel()))
+    return turned
+
+
+@pytest.mark.parametrize("crop", ["as read", "cropped", "cropped, oblique"])
+def test_b_edge_region_keeps_a_margin_from_where_b_is_cut(sts, crop):
+    """Inside B's field of view, more than 2 sigma + one voxel (mm) from every A voxel outside it, and not
+    more conservative than that by more than a voxel; faces at A's own border are not cuts."""
+    ct, mr = sts
+    b = {"as read": mr, "cropped": mr[20:150, 10:140, 5:50], "cropped, oblique": _oblique(mr[20:150, 10:140, 5:50])}[crop]
+    rows = edge_overlay.b_edge_region(b, ct, 0.5)
+    region = rows(slice(0, ct.GetSize()[2]))
+    inside = _field_of_view(b, ct)
+    outside = sitk.GetImageFromArray((~inside).astype(np.uint8))
+    outside.CopyInformation(ct)
+    distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(outside, insideIsPositive=False,
+                                                                   squaredDistance=False, useImageSpacing=True))
+    margin = 2.0 * edge_overlay.sigma_mm(0.5) + max(ct.GetSpacing())
+    diagonal = float(np.linalg.norm(ct.GetSpacing()))
+    assert not (region & ~inside).any()
+    assert distance[region].min() > margin - 1e-3  # from the outside voxels' centres
+    # Exact up to a voxel for faces parallel to A's axes; a tilted face's plane can pass near A's border
+    # where the face itself is outside A, and insets a little more there (measured: 0.02% of these voxels).
+    assert region[distance > margin + diagonal].mean() > (0.999 if "oblique" in crop else 1.0 - 1e-9)
+    assert 0.1 < region.mean() < inside.mean()
+    if crop == "as read":  # the MR spans all of the CT's slices: its first and last slice hold edges
+        assert region[0].any() and region[-1].any()
+
+
+def test_b_edge_region_is_none_when_b_holds_all_of_a(stroke, sts):
+    assert edge_overlay.b_edge_region(stroke[1], stroke[0]) is None
+    assert edge_overlay.b_edge_region(sts[0], sts[0]) is None
+
+
+def test_b_edges_stay_in_the_region_in_the_overlay(sts):
+    ct, mr = sts
+    crop = mr[20:150, 10:140, 5:50]
+    labels = sitk.GetArrayFromImage(fuse_volumes(ct, crop, **QUICK).edges)
+    region = edge_overlay.b_edge_region(crop, ct)(slice(0, labels.shape[0]))
+    of_b = (labels & 2) > 0
+    assert of_b.sum() > 1000
+    assert not (of_b & ~region).any()
+    assert ((labels & 1) > 0)[~region].any()  # A's edges are not limited by B
+
+
+def test_suppression_in_sub_blocks_equals_one_block(stroke, monkeypatch):
+    """The suppression runs in sub-blocks of each smoothed block: their bookkeeping (one neighbour row each
+    side) gives bit-identical magnitudes to one sub-block a block."""
+    t1 = sitk.GetArrayFromImage(stroke[0]).astype(np.float32) / 255.0
+    spacing = stroke[0].GetSpacing()[::-1]
+    sigma = edge_overlay.sigma_mm(0.5)
+    per_slice = t1.shape[1] * t1.shape[2]
+    halo = int(np.ceil(4.0 * sigma / spacing[0])) + 1
+    monkeypatch.setattr(edge_overlay, "_CHUNK_VOXELS", 4 * halo * per_slice)  # one sub-block a block
+    whole = edge_overlay.suppressed_magnitude(t1, spacing, sigma)
+    monkeypatch.setattr(edge_overlay, "_CHUNK_VOXELS", 1)  # sub-blocks of 8 rows, same blocks
+    parts = edge_overlay.suppressed_magnitude(t1, spacing, sigma)
+    assert t1.shape[0] > 4 * halo  # several blocks, several sub-blocks each
+    assert (whole > 0).mean() > 0.01
+    np.testing.assert_array_equal(parts, whole)

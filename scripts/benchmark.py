@@ -7,7 +7,11 @@ Workloads (all real data from ../shared/data):
   reference A, the T2 volume on its own grid as B (the engine resamples it, as in real use);
 * ``harvard``: the 256 x 256 validation pairs of every modality pair, stacked as one volume of slices;
 * ``sts``: the sts_001 CT (198 x 202 x 59) as A and its T1 MR (a smaller field of view, resampled by the
-  engine) as B, for the crop's effect on a CT pair (measured: its box covers every slice, README "Performance").
+  engine) as B, for the crop's effect on a CT pair (measured: its box covers every slice, README "Performance");
+* ``stroke``: the stroke T1 and T2 as they are (140 slices of 160 x 124), the pair issue 19 measured;
+* ``clinical``: the sts_001 CT resampled to a clinical 512 x 512 x 300 grid (78.6 M voxels) with its MR, fused
+  with the edge overlay on (the default in Slicer and on the command line), and ``clinical-noedges`` the same
+  without it: the edges' share of a clinical volume's time.
 
 For each method x device x batch size x precision, every configuration runs in a fresh subprocess (so peak RSS
 and CUDA max-allocated belong to it alone) and records slices per second, seconds per volume, peak RSS and,
@@ -114,6 +118,19 @@ def sts_pair():
     return shared_volumes("sts_001", "CT", "MR_T1")
 
 
+def clinical_pair(size=(512, 512, 300)):
+    """sts_001's CT resampled (linear) to ``size`` over its own extent, and its T1 MR as read."""
+    import SimpleITK as sitk
+
+    ct, mr = sts_pair()
+    extent = [n * s for n, s in zip(ct.GetSize(), ct.GetSpacing())]
+    grid = sitk.Image(list(size), sitk.sitkInt16)
+    grid.SetSpacing([e / n for e, n in zip(extent, size)])
+    grid.SetOrigin(ct.GetOrigin())
+    grid.SetDirection(ct.GetDirection())
+    return sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1000), mr
+
+
 def big_pair(size=(512, 512, 600)):
     """Two smooth int16 volumes on different grids (B shifted and coarser), for the memory check."""
     import numpy as np
@@ -180,7 +197,8 @@ def run_one(config: dict) -> dict:
         torch.set_num_threads(config["threads"])
     device = resolve_device(config["device"])
     a, b = {"volume": lambda: volume_pair(config["slices"]), "harvard": harvard_pair, "sts": sts_pair,
-            "stroke": stroke_pair, "memory": big_pair}[config["workload"]]()
+            "stroke": stroke_pair, "memory": big_pair, "clinical": clinical_pair,
+            "clinical-noedges": clinical_pair}[config["workload"]]()
     input_mb = sum(img.GetNumberOfPixels() * img.GetSizeOfPixelComponent() * img.GetNumberOfComponentsPerPixel()
                    for img in (a, b)) / 2 ** 20
     if device.type == "cuda":
@@ -192,7 +210,8 @@ def run_one(config: dict) -> dict:
     else:
         result = fuse_volumes(a, b, method=config["method"], device=str(device), batch_size=config["batch"],
                               precision=config["precision"], compile=config.get("compile", False),
-                              edges=config["workload"] == "memory", crop_to_anatomy=config.get("crop", True))
+                              edges=config["workload"] in ("memory", "clinical"),
+                              crop_to_anatomy=config.get("crop", True))
         slices, precision = result.slices, result.precision
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -328,7 +347,7 @@ def machine() -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="mfenet,edpsn,fusioncinn", help="methods besides average")
-    parser.add_argument("--workloads", default="volume,harvard", help="volume, harvard, sts and/or stroke")
+    parser.add_argument("--workloads", default="volume,harvard", help="volume, harvard, sts, stroke, clinical and/or clinical-noedges")
     parser.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (skipped when absent)")
     parser.add_argument("--batches", default="8", help="comma-separated batch sizes (default 8)")
     parser.add_argument("--precisions", default="fp32,auto", help="precisions tried for networks")
