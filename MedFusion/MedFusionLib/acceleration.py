@@ -8,7 +8,7 @@ Precision policy (``precision="auto"``, the default everywhere):
   for the networks that pass the guard in bfloat16.
 * Any other CPU (e.g. AVX2 only, like the development machine): float32. Without native bf16 instructions
   torch emulates bf16 arithmetic and it runs slower than float32, not faster.
-* On any CPU, int8 comes first for the networks that list it (MFEnet's encoder, int8_encoder.py): oneDNN's
+* On any CPU, int8 comes first for the networks that list it (MFEnet: int8_encoder.py, int8_decoder.py): oneDNN's
   int8 kernels run natively on AVX2 and on AVX-512 (VNNI), and with the calibration ranges shipped (no
   calibration run per process) int8 measured faster than bf16 on the native-bf16 class too, in all four
   whole-process runs of README "Performance" (volume and sts_001, cropped and not); before, calibrating on
@@ -129,7 +129,7 @@ def plan_precision(precision: str, device, kind: str, allowed=()) -> Plan:
                             "accuracy guard for this method)")
     if "int8" in allowed:
         why = blocker or "measured faster than native bf16 for this method"
-        return Plan("int8", f"auto: int8 encoder (within the accuracy guard; {why})")
+        return Plan("int8", f"auto: int8 convolutions (within the accuracy guard; {why})")
     if blocker:
         return Plan("fp32", f"auto: float32 ({blocker})")
     if "bf16" in allowed:

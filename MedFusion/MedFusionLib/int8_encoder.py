@@ -1,9 +1,10 @@
-"""MFEnet's encoder in int8: static post-training quantisation of its convolutions (oneDNN), decoder in float32.
+"""MFEnet's encoder in int8: static post-training quantisation of its convolutions (oneDNN); the decoder's C7-C9
+follow where their shipped ranges fit (int8_decoder.py), C10 stays float32.
 
-Why the encoder only: it holds about 84% of MFEnet's multiplications (it runs once per source, 64-channel 3x3
-convolutions at full resolution), and int8 there stays well within the accuracy guard (>= 45 dB against
-float32 on real validation pairs, Testing/test_acceleration.py), while an int8 decoder quantises the output
-itself and fell below it (41.7 dB measured with both parts in int8; 50 to 58 dB with the encoder alone).
+Why the encoder first: it holds about 84% of MFEnet's multiplications (it runs once per source, 64-channel 3x3
+convolutions at full resolution), and int8 there stays within the accuracy guard (>= 45 dB against float32 on
+real validation pairs, Testing/test_acceleration.py). A decoder wholly in int8 quantises the output itself and
+fell below it (41.7 dB measured with both parts in int8); see int8_decoder.py for the part that does not.
 
 Why oneDNN: its int8 kernels follow ONEDNN_MAX_CPU_ISA (VNNI on AVX-512 CPUs, vpmaddubsw on AVX2 ones), so
 an AVX2 laptop is emulated faithfully; measured 2.3-3.3x (AVX2) and about 4x (AVX-512) faster than the
@@ -134,11 +135,18 @@ def quantise_encoder(encoder, ranges: Optional[Dict[str, List[float]]] = None):
 
 
 def quantise_in_place(model) -> None:
-    """Swap MFEnet's encoder for its int8 copy (the model built for this run only; its fuse function follows)."""
+    """Swap MFEnet's encoder for its int8 copy, and its decoder's C7-C9 too where shipped ranges belong to these
+    weights (int8_decoder.py); the model is built for this run only, and its fuse function follows."""
+    from . import int8_decoder
     from .methods.mfenet import MFEnet
 
     if not isinstance(model, MFEnet):
-        raise TypeError(f"int8 is implemented for MFEnet's encoder only, not {type(model).__name__}")
+        raise TypeError(f"int8 is implemented for MFEnet only, not {type(model).__name__}")
     if not getattr(model, "encoder_is_int8", False):  # a re-plan (FusionMethod.to) must not quantise twice
+        decoder_ranges = int8_decoder.shipped_ranges(model.encoder, model.decoder)  # of the float32 weights
         model.encoder = quantise_encoder(model.encoder)
         model.encoder_is_int8 = True
+        decoder = int8_decoder.quantise_decoder(model.decoder, decoder_ranges) if decoder_ranges else None
+        if decoder is not None:
+            model.decoder = decoder
+        model.decoder_is_int8 = decoder is not None
