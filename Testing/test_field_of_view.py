@@ -101,3 +101,27 @@ def test_where_b_is_masked_with_nan_a_passes_unchanged(sts):
     assert block.sum() > 10000
     np.testing.assert_allclose(fused[block > 0], reference[block > 0], atol=1.0 / 255)
     assert no_data[block > 0].all()
+
+
+@pytest.mark.parametrize("turn", [(0.0, 0.0, 0.0), (0.2, -0.1, 0.3)])
+def test_the_weight_is_the_distance_inside_b_voxel_by_voxel(sts, turn):
+    """border_weight against a voxel-by-voxel computation through SimpleITK's own index <-> point maps, for B
+    parallel to A (the weight is then summed over one index axis per B axis) and for B turned (all three)."""
+    ct, mr, _ = sts
+    b = sitk.Image(mr[20:150, 10:140, 5:50])
+    rotation = sitk.Euler3DTransform()
+    rotation.SetRotation(*turn)
+    b.SetDirection(tuple((np.asarray(rotation.GetMatrix()).reshape(3, 3)
+                          @ np.asarray(b.GetDirection()).reshape(3, 3)).ravel()))
+    grid = ct[:, :, 1:4]  # a sub-grid of A: the weight uses A's own indices
+    weight = border_weight(grid, b, ct)
+    ramp_mm = RAMP_VOXELS * np.abs(np.asarray(b.GetDirection()).reshape(3, 3).T
+                                   @ (np.asarray(ct.GetDirection()).reshape(3, 3) @ np.diag(ct.GetSpacing()))).max(axis=1)
+    generator = np.random.default_rng(0)
+    for z, y, x in zip(generator.integers(0, 3, 400), generator.integers(0, 202, 400), generator.integers(0, 198, 400)):
+        point = grid.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
+        index = np.asarray(b.TransformPhysicalPointToContinuousIndex(point))
+        inside_mm = np.minimum(index, np.asarray(b.GetSize()) - 1.0 - index) * np.asarray(b.GetSpacing())
+        expected = float(np.clip(inside_mm / ramp_mm, 0.0, 1.0).min())
+        assert weight[z, y, x] == pytest.approx(expected, abs=1e-5), (x, y, z)
+    assert 0.0 < weight.mean() < 1.0
