@@ -96,3 +96,14 @@ def test_options_are_validated_from_their_declaration(name):
         # the method spec the CLI, batch rows and evaluation read gives the declared default back
         spec = f"{name}[{key}={option.default}]"
         assert parse_method_spec(spec, REGISTRY) == (name, {key: option.default})
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if REGISTRY.get(n).kind == "network"])
+def test_no_convolution_copies_its_input_through_an_empty_pad(name, loaded):
+    """torch pads a non-"zeros" padding mode by copying the input even when the padding is 0 (a 1 x 1): a
+    full-resolution copy per call for nothing (a fifth of MedFusion-Net's time, measured)."""
+    convolutions = [m for m in loaded[name].model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions
+    for conv in convolutions:
+        if not any(conv.padding if isinstance(conv.padding, tuple) else [conv.padding]):
+            assert conv.padding_mode == "zeros", conv

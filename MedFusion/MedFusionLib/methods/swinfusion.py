@@ -57,7 +57,8 @@ _MASKED = -100.0  # added to attention logits across a shifted window's wrap-aro
 
 
 def _conv(c_in, c_out, k=3, stride=1):
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="replicate")
+    # A 1x1 has no padding: "replicate" would still copy its input through an empty pad (see medfusionnet.py).
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="replicate" if k > 1 else "zeros")
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
