@@ -25,7 +25,7 @@ data is not anatomy.
 Memory: the smoothing runs in blocks along the slowest array axis (with a halo of 4 sigma), the gradient and
 the suppression in sub-blocks of about 4 M voxels; what is volume-sized is one float32 map of suppressed
 magnitudes (freed before the hysteresis) and a few uint8 / bool masks; B's field of view is computed a few rows
-at a time. Measured on sts_001's CT resampled to 512 x 512 x 300 (78.6 M voxels) with its MR: 21 s and 0.56 GB
+at a time. Measured on sts_001's CT resampled to 512 x 512 x 300 (78.6 M voxels) with its MR: 21.5 s and 0.58 GB
 above the fusion's own peak, on 2 cores (scripts/benchmark.py --workloads clinical,clinical-noedges).
 """
 from __future__ import annotations

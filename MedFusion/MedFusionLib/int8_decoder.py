@@ -1,9 +1,10 @@
 """MFEnet's decoder C7-C9 in int8 (oneDNN, static post-training quantisation), C10 in float32; shipped ranges only.
 
 Why: with the encoder in int8 (int8_encoder.py) the float32 decoder is most of what is left on a CPU without
-AMX: 50-58 ms of a 256 x 256 slice on the AVX2 class against 27-31 ms with C7-C9 in int8 (2 threads;
-scripts/mfenet_layer_probe.py times the parts). C10 (16 -> 1 channels, 144 multiply-adds a pixel) stays in
-float32 so that the output itself is not quantised: with it in int8 the worst validation pair fell to 39.6 dB.
+AMX: 50-58 ms of a 256 x 256 slice on the AVX2 class against 27-31 ms with C7-C9 in int8 (2 threads, scratch
+timings; scripts/mfenet_layer_probe.py times the float32 parts). C10 (16 -> 1 channels, 144 multiply-adds a
+pixel) stays in float32 so that the output itself is not quantised: with it in int8 the worst of 18 validation
+pairs fell to 39.6 dB.
 
 Why calibrated on training pairs, not on the phantom like the encoder: the decoder sees fused features, and
 the phantom's gave ranges that clipped real CT-MRI pairs (worst of the 130 validation pairs 44.5 dB, below the
