@@ -40,6 +40,7 @@ import SimpleITK as sitk
 from . import heap
 from .edges import edge_labels
 from .errors import Cancelled
+from .geometry import index_map, index_matrix
 from .settings import EDGE_DETAIL_DEFAULT as DEFAULT_DETAIL, EDGE_DETAIL_RANGE as DETAIL_RANGE  # noqa: F401
 
 FOREGROUND_LEVEL = 0.02  # normalised value above which a voxel is tissue, not background
@@ -285,15 +286,9 @@ def b_edge_region(moving: sitk.Image, reference: sitk.Image, detail: float = DEF
     """
     margin = 2.0 * sigma_mm(detail) + max(reference.GetSpacing())
     dim = reference.GetDimension()
-
-    def voxel_to_physical(image: sitk.Image) -> np.ndarray:
-        return np.asarray(image.GetDirection(), float).reshape(dim, dim) @ np.diag(image.GetSpacing())
-
-    to_index = np.linalg.inv(voxel_to_physical(moving))  # physical point - moving origin -> moving's index
-    steps = to_index @ voxel_to_physical(reference)  # moving index = steps @ reference index + offset
-    offset = to_index @ (np.asarray(reference.GetOrigin(), float) - np.asarray(moving.GetOrigin(), float))
-    # A face's plane {index_k = c} is 1 / |row k of to_index| mm from a point one index unit away from it.
-    inset = margin * np.linalg.norm(to_index, axis=1)
+    steps, offset = index_map(moving, reference)  # moving index = steps @ reference index + offset
+    # A face's plane {index_k = c} is 1 / |row k of physical -> index| mm from a point one index unit from it.
+    inset = margin * np.linalg.norm(np.linalg.inv(index_matrix(moving)), axis=1)
     size = np.asarray(moving.GetSize(), float)
     shape = reference.GetSize()  # (x, y[, z]); array rows run along the last of them
     corners = np.array(list(itertools.product(*[(0, n - 1) for n in shape])), float) @ steps.T + offset

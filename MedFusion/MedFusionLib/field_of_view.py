@@ -23,22 +23,18 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .geometry import index_map, index_matrix
+
 # Width of the fade-in, in voxels of A along each axis of B: wide enough that the fused-minus-A difference
 # spreads over several voxels (measured on sts_001 CT + MR: see Testing/test_field_of_view.py).
 RAMP_VOXELS = 8.0
-
-
-def _matrix(image: sitk.Image) -> np.ndarray:
-    """Index -> physical linear map (direction times spacing), as a (dim, dim) matrix."""
-    dim = image.GetDimension()
-    return np.asarray(image.GetDirection(), np.float64).reshape(dim, dim) @ np.diag(image.GetSpacing())
 
 
 def _ramp_mm(reference: sitk.Image, moving: sitk.Image) -> np.ndarray:
     """Ramp length along each of B's axes: RAMP_VOXELS times A's voxel extent in that direction."""
     dim = reference.GetDimension()
     axes_b = np.asarray(moving.GetDirection(), np.float64).reshape(dim, dim)  # columns: B's axis directions
-    steps_a = _matrix(reference)  # columns: A's voxel steps in mm
+    steps_a = index_matrix(reference)  # columns: A's voxel steps in mm
     extent = np.abs(axes_b.T @ steps_a).max(axis=1)  # largest A voxel step projected on each B axis
     return RAMP_VOXELS * np.maximum(extent, 1e-6)
 
@@ -55,9 +51,7 @@ def border_weight(grid: sitk.Image, moving: sitk.Image, reference: sitk.Image) -
     # sum of broadcast 1D terms and only slab-sized arrays are made. Indices are A's own (the slab's first
     # index added), so a voxel gets the same weight whatever batch it falls in.
     first = np.rint(reference.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
-    to_b = np.linalg.inv(_matrix(moving))
-    affine = to_b @ _matrix(reference)
-    offset = to_b @ (np.asarray(reference.GetOrigin()) - np.asarray(moving.GetOrigin()))
+    affine, offset = index_map(moving, reference)
     # index axis p (x, y[, z]) varies along array axis dim - 1 - p of SimpleITK's (z, y, x) order
     axes = [(first[p] + np.arange(n, dtype=np.float64)).reshape([-1 if a == dim - 1 - p else 1 for a in range(dim)])
             for p, n in enumerate(size)]

@@ -141,9 +141,17 @@ def slice_layout(image: sitk.Image, axis: str) -> SliceLayout:
         flip_cols=bool(np.sign(direction[col_phys, col_index]) != col_sign))
 
 
-def _index_matrix(image: sitk.Image) -> np.ndarray:
+def index_matrix(image: sitk.Image) -> np.ndarray:
+    """Index -> physical linear map (direction times spacing), as a (dim, dim) float64 matrix."""
     dim = image.GetDimension()
-    return np.asarray(image.GetDirection()).reshape(dim, dim) @ np.diag(image.GetSpacing())
+    return np.asarray(image.GetDirection(), np.float64).reshape(dim, dim) @ np.diag(image.GetSpacing())
+
+
+def index_map(moving: sitk.Image, reference: sitk.Image) -> Tuple[np.ndarray, np.ndarray]:
+    """(affine, offset): the moving image's continuous index of the reference's index i is affine @ i + offset."""
+    to_moving = np.linalg.inv(index_matrix(moving))
+    offset = to_moving @ (np.asarray(reference.GetOrigin(), np.float64) - np.asarray(moving.GetOrigin(), np.float64))
+    return to_moving @ index_matrix(reference), offset
 
 
 def fields_of_view_may_overlap(reference: sitk.Image, moving: sitk.Image) -> bool:
@@ -156,8 +164,8 @@ def fields_of_view_may_overlap(reference: sitk.Image, moving: sitk.Image) -> boo
     dim = reference.GetDimension()
     size = np.asarray(moving.GetSize(), dtype=float)
     corners = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size], indexing="ij")).reshape(dim, -1)
-    physical = np.asarray(moving.GetOrigin())[:, None] + _index_matrix(moving) @ corners
-    in_reference = np.linalg.solve(_index_matrix(reference), physical - np.asarray(reference.GetOrigin())[:, None])
+    physical = np.asarray(moving.GetOrigin())[:, None] + index_matrix(moving) @ corners
+    in_reference = np.linalg.solve(index_matrix(reference), physical - np.asarray(reference.GetOrigin())[:, None])
     low, high = in_reference.min(axis=1), in_reference.max(axis=1)
     extent = np.asarray(reference.GetSize(), dtype=float) - 1.0
     return bool(np.all(high >= -0.5) and np.all(low <= extent + 0.5))

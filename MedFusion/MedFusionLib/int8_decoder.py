@@ -17,7 +17,6 @@ are what calibration gives and that int8 stays within the guard on the validatio
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import warnings
@@ -26,7 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .int8_encoder import ENGINE, weights_fingerprint
+from .int8_encoder import activation_observers, converted_with_ranges, prepared_copy, qconfig, weights_fingerprint
 
 QUANTISED_LAYERS = ("c7", "c8", "c9")
 RANGES_FILE = Path(__file__).resolve().parent / "weights" / "mfenet-int8-decoder-ranges.json"
@@ -41,21 +40,12 @@ def model_fingerprint(encoder, decoder) -> str:
 
 def _prepared(decoder):
     import torch
-    from torch.ao.quantization import QConfig, QConfigMapping
-    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
-    from torch.ao.quantization.quantize_fx import prepare_fx
+    from torch.ao.quantization import QConfigMapping
 
-    torch.backends.quantized.engine = ENGINE
-    qconfig = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8),
-                      weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
     mapping = QConfigMapping()
     for name in QUANTISED_LAYERS:
-        mapping = mapping.set_module_name(name, qconfig)
-    return prepare_fx(copy.deepcopy(decoder).float().eval(), mapping, (torch.zeros(1, 64, 16, 16),))
-
-
-def _observers(prepared) -> dict:
-    return {name: module for name, module in prepared.named_modules() if name.startswith("activation_post_process")}
+        mapping = mapping.set_module_name(name, qconfig())
+    return prepared_copy(decoder, mapping, torch.zeros(1, 64, 16, 16))
 
 
 def calibration_features(int8_encoder, harvard_root: Optional[Path] = None):
@@ -86,7 +76,7 @@ def calibrated_ranges(decoder, int8_encoder, harvard_root: Optional[Path] = None
         features = calibration_features(int8_encoder, harvard_root)
         for start in range(0, features.shape[0], 8):
             prepared(features[start:start + 8])
-    return {name: [float(obs.min_val), float(obs.max_val)] for name, obs in _observers(prepared).items()}
+    return {name: [float(obs.min_val), float(obs.max_val)] for name, obs in activation_observers(prepared).items()}
 
 
 def write_shipped_ranges(encoder, decoder, harvard_root: Optional[Path] = None) -> None:
@@ -116,15 +106,10 @@ def quantise_decoder(decoder, ranges: Dict[str, List[float]]):
     """An int8 copy of ``decoder`` (C7-C9 int8, C10 float32; float32 in and out) with these activation ranges,
     or None when they do not fit its graph."""
     import torch
-    from torch.ao.quantization.quantize_fx import convert_fx
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = _prepared(decoder)
-        observers = _observers(prepared)
-        if set(observers) != set(ranges):
+        if set(activation_observers(prepared)) != set(ranges):
             return None
-        for name, (low, high) in ranges.items():
-            observers[name].min_val = torch.tensor(low)
-            observers[name].max_val = torch.tensor(high)
-        return convert_fx(prepared)
+        return converted_with_ranges(prepared, ranges)

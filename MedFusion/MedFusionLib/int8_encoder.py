@@ -67,21 +67,47 @@ def weights_fingerprint(module) -> str:
     return digest.hexdigest()
 
 
-def _activation_observers(prepared) -> dict:
+def activation_observers(prepared) -> dict:
+    """{name: observer} of a prepared (FX) module's activations: where its ranges are read and set."""
     return {name: module for name, module in prepared.named_modules() if name.startswith("activation_post_process")}
+
+
+def qconfig():
+    """Plain min / max activation ranges (see the module docstring), per-channel symmetric int8 weights."""
+    import torch
+    from torch.ao.quantization import QConfig
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+    return QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8),
+                   weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+
+
+def prepared_copy(module, mapping, example):
+    """A float32 copy of ``module`` prepared for quantisation with ``mapping`` (a QConfigMapping) on oneDNN."""
+    import torch
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
+    torch.backends.quantized.engine = ENGINE
+    return prepare_fx(copy.deepcopy(module).float().eval(), mapping, (example,))
+
+
+def converted_with_ranges(prepared, ranges: Dict[str, List[float]]):
+    """The int8 module of ``prepared`` with its activation ranges set to ``ranges`` (no calibration run)."""
+    import torch
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    observers = activation_observers(prepared)
+    for name, (low, high) in ranges.items():
+        observers[name].min_val = torch.tensor(low)
+        observers[name].max_val = torch.tensor(high)
+    return convert_fx(prepared)
 
 
 def _prepared(encoder):
     import torch
-    from torch.ao.quantization import QConfig, QConfigMapping
-    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
-    from torch.ao.quantization.quantize_fx import prepare_fx
+    from torch.ao.quantization import QConfigMapping
 
-    torch.backends.quantized.engine = ENGINE
-    mapping = QConfigMapping().set_global(QConfig(
-        activation=MinMaxObserver.with_args(dtype=torch.quint8),
-        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)))
-    return prepare_fx(copy.deepcopy(encoder).float().eval(), mapping, (torch.zeros(1, 1, 16, 16),))
+    return prepared_copy(encoder, QConfigMapping().set_global(qconfig()), torch.zeros(1, 1, 16, 16))
 
 
 def calibrated_ranges(encoder) -> Dict[str, List[float]]:
@@ -94,7 +120,7 @@ def calibrated_ranges(encoder) -> Dict[str, List[float]]:
         data = calibration_slices()
         for start in range(0, data.shape[0], 8):
             prepared(data[start:start + 8])
-    return {name: [float(obs.min_val), float(obs.max_val)] for name, obs in _activation_observers(prepared).items()}
+    return {name: [float(obs.min_val), float(obs.max_val)] for name, obs in activation_observers(prepared).items()}
 
 
 def shipped_ranges(encoder) -> Optional[Dict[str, List[float]]]:
@@ -119,19 +145,14 @@ def quantise_encoder(encoder, ranges: Optional[Dict[str, List[float]]] = None):
     """An int8 copy of ``encoder`` (float32 in, float32 out), its activation ranges ``ranges`` (default: the
     shipped ones where they belong to these weights, else calibrated now)."""
     import torch
-    from torch.ao.quantization.quantize_fx import convert_fx
 
     ranges = ranges or shipped_ranges(encoder) or calibrated_ranges(encoder)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = _prepared(encoder)
-        observers = _activation_observers(prepared)
-        if set(observers) != set(ranges):  # a changed graph: the ranges are not for it
+        if set(activation_observers(prepared)) != set(ranges):  # a changed graph: the ranges are not for it
             ranges = calibrated_ranges(encoder)
-        for name, (low, high) in ranges.items():
-            observers[name].min_val = torch.tensor(low)
-            observers[name].max_val = torch.tensor(high)
-        return convert_fx(prepared)
+        return converted_with_ranges(prepared, ranges)
 
 
 def quantise_in_place(model) -> None:
