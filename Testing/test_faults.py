@@ -249,29 +249,52 @@ def test_a_failure_while_committing_puts_the_previous_fused_file_back(files, tmp
 
 
 # ----------------------------------------------------------------------------- signals during the write
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_the_write_leaves_the_previous_output(files, tmp_path, sig):
-    out = tmp_path / "fused.nii.gz"
+def _fuse_signalled_when(files, out: Path, ready, sig):
+    """Run `medfusion fuse` (average, T1 + T2) in a child and send it ``sig`` as soon as ``ready()``; returns
+    whether it was sent, the exit status and stderr."""
     out.write_bytes(b"previous result")
     env = dict(os.environ, PYTHONPATH=str(REPO / "MedFusion"))
     process = subprocess.Popen([sys.executable, "-m", "MedFusionLib", "fuse", str(files["t1"]), str(files["t2"]),
-                                "-o", str(out), "--method", "average", "-q"], stderr=subprocess.PIPE, text=True,
-                               env=env)
+                                "-o", str(out), "--method", "average", "-q"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    sent = False
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if any(p.is_dir() for p in tmp_path.glob(".medfusion-*")):  # staging has begun: the write is running
+        if ready():
             process.send_signal(sig)
+            sent = True
             break
-        time.sleep(0.002)
+        time.sleep(0.001)
     _, err = process.communicate(timeout=240)
+    return sent, process.returncode, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_write_leaves_the_previous_output(files, tmp_path, sig):
+    out = tmp_path / "fused.nii.gz"
+    # Once staging has begun, the write is running.
+    _, returncode, err = _fuse_signalled_when(files, out, lambda: any(p.is_dir() for p in tmp_path.glob(
+        ".medfusion-*")), sig)
     assert "Traceback" not in err
     assert _leftovers(tmp_path) == []
-    if process.returncode == 0:  # the signal came during the final renames: they completed
+    if returncode == 0:  # the signal came during the final renames: they completed
         assert read_volume(out).GetSize() == sitk.ReadImage(str(files["t1"])).GetSize()
     else:
-        assert process.returncode == 130, err
+        assert returncode == 130, err
         assert out.read_bytes() == b"previous result"
         assert "interrupted" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_once_the_output_is_in_place_is_not_reported_as_nothing_written(files, tmp_path, sig):
+    out = tmp_path / "fused.nii.gz"
+    # Once the final rename is done, only reporting and the exit remain.
+    sent, returncode, err = _fuse_signalled_when(files, out, lambda: out.stat().st_size != len(b"previous result"),
+                                                 sig)
+    assert sent, "the command ended before the test could signal it"
+    assert (returncode, err) == (0, ""), err
+    assert read_volume(out).GetSize() == sitk.ReadImage(str(files["t1"])).GetSize()
+    assert _leftovers(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- corrupted inputs

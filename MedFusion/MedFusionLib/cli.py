@@ -22,9 +22,11 @@ from .batch.cli import add_parser as add_batch_parser  # noqa: E402
 from .doctor import VersionAction, run as run_doctor  # noqa: E402
 from .errors import Cancelled, InputError, MedFusionError  # noqa: E402
 from .functional_colour import COLOUR_MODES  # noqa: E402
+from .held_signals import HELD_SIGNALS, SignalHold  # noqa: E402
 from .intensity import PRESET_HELP  # noqa: E402
 from .methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .methods.registry import options_help, parse_options  # noqa: E402
+from .quiet import restore_native_stderr  # noqa: E402
 
 EXIT_USAGE = 2
 DEMO_CT_WINDOW = "ct:brain"  # the head phantom's brain and lesion (28-55 HU); the bone window hides them
@@ -63,11 +65,18 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+# Held from the moment every output is in place to the end of main(): a Ctrl-C while the summary is printed must
+# not report "nothing was written" over complete files.
+_OUTPUTS_FINAL: List[SignalHold] = []
+
+
 def _write_outputs(items) -> List[str]:
     """Write (image or writer function, planned output) pairs all or nothing (safe_write.py); returns warnings."""
     from .safe_write import write_all
 
-    return write_all(items)
+    written = write_all(items)
+    _OUTPUTS_FINAL.append(SignalHold(deliver=False).start())
+    return written
 
 
 def cmd_fuse(args) -> int:
@@ -365,6 +374,11 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (kill, a scheduler) unwinds like Ctrl-C: staged outputs are discarded
 
 
+def _say(message: str) -> None:
+    restore_native_stderr()  # an interruption may have skipped the exit of a library-silencing block
+    print(message, file=sys.stderr)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -374,24 +388,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.handler(args)
     except Cancelled as error:
-        print(f"medfusion: {error}", file=sys.stderr)
+        _say(f"medfusion: {error}")
         return EXIT_INTERRUPTED
     except MedFusionError as error:
-        print(f"medfusion: error: {error}", file=sys.stderr)
+        _say(f"medfusion: error: {error}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("medfusion: interrupted; nothing was written.", file=sys.stderr)
+        _say("medfusion: interrupted; nothing was written.")
         return EXIT_INTERRUPTED
     except MemoryError:
-        print("medfusion: error: out of memory; nothing was written.", file=sys.stderr)
+        _say("medfusion: error: out of memory; nothing was written.")
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `medfusion methods | head`: the reader left, which is not an error
         sys.stdout = open(os.devnull, "w")
         return 0
     finally:
+        while _OUTPUTS_FINAL:
+            _OUTPUTS_FINAL.pop().release()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def command() -> None:
+    """The ``medfusion`` command: main(), then an exit that a late Ctrl-C or kill cannot turn into a traceback or
+    a signal death: every output is final by now, so a signal during the interpreter's shutdown is dropped."""
+    code = main()
+    for number in HELD_SIGNALS:  # ignored, not handled: Python's shutdown resets handlers, never SIG_IGN
+        signal.signal(number, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

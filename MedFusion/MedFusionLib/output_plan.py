@@ -115,9 +115,9 @@ def _can_create_file_in(folder: Path) -> bool:
     # A real probe: os.access says yes to root even where the file system or a security module says no.
     import tempfile
 
-    from .held_signals import block_signals, unblock_signals
+    from .held_signals import SignalHold
 
-    held = block_signals()  # a Ctrl-C between creating and removing the probe would leave it behind
+    hold = SignalHold().start()  # a Ctrl-C between creating and removing the probe would leave it behind
     try:
         handle, probe = tempfile.mkstemp(prefix=".medfusion-probe-", dir=folder)
         os.close(handle)
@@ -125,7 +125,7 @@ def _can_create_file_in(folder: Path) -> bool:
     except OSError:
         return False
     finally:
-        unblock_signals(held)
+        hold.release()
     return True
 
 

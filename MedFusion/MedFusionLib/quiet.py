@@ -13,11 +13,29 @@ import sys
 import tempfile
 import threading
 import warnings
+from typing import List
 
 import numpy as np
 
+from .held_signals import SignalHold
+
 log = logging.getLogger(__name__)
 _LOCK = threading.RLock()
+_REDIRECTS: List[list] = []  # [descriptor, saved copy] of every redirect not yet undone, innermost last
+
+
+def _undo(redirect: list) -> None:
+    with SignalHold():
+        if any(r is redirect for r in _REDIRECTS):  # not already undone by restore_native_stderr()
+            _REDIRECTS[:] = [r for r in _REDIRECTS if r is not redirect]
+            os.dup2(redirect[1], redirect[0])
+            os.close(redirect[1])
+
+
+def restore_native_stderr() -> None:
+    """Point every descriptor that quiet_libraries() redirected back where it was (innermost first)."""
+    while _REDIRECTS:
+        _undo(_REDIRECTS[-1])
 
 
 @contextlib.contextmanager
@@ -36,12 +54,17 @@ def _native_stderr_to_log():
             sys.stderr.flush()
         except (AttributeError, OSError, ValueError):
             pass
-        os.dup2(sink.fileno(), fd)
+        # Signals are held while the descriptor is pointed away and back, and every redirect is listed until it
+        # is undone: an interruption can still skip a with-exit (it may land as __enter__ returns), and then
+        # restore_native_stderr() puts the descriptor back before the user's one sentence is printed.
+        redirect = [fd, saved]
         try:
+            with SignalHold():
+                os.dup2(sink.fileno(), fd)
+                _REDIRECTS.append(redirect)
             yield
         finally:
-            os.dup2(saved, fd)
-            os.close(saved)
+            _undo(redirect)
             sink.seek(0)
             text = sink.read().decode("utf-8", "replace").strip()
             if text:

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,7 @@ import SimpleITK as sitk
 from .errors import InputError, MedFusionError, WriteError
 from .input_integrity import check_integrity
 from .output_plan import IMAGE_SUFFIXES, LOSSY_SUFFIXES, PlannedOutput, suffix_of
-from .held_signals import HELD_SIGNALS as _HELD_SIGNALS, block_signals as _block_signals
-from .held_signals import unblock_signals as _unblock_signals
+from .held_signals import SignalHold
 from .quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
@@ -130,15 +128,15 @@ def _collect(staged: Staged) -> None:
 def _staging(planned: PlannedOutput):
     """A staging folder removed on any failure. Signals are held from before the mkdir until the cleanup is
     armed, so that a Ctrl-C arriving just after the folder appears cannot leave it behind."""
-    held = _block_signals()
+    hold = SignalHold().start()
     try:
         folder = _stage_folder(planned)
     except BaseException:
-        _unblock_signals(held)
+        hold.release()
         raise
     staged = Staged(planned, folder)
     try:
-        _unblock_signals(held)  # a signal that arrived meanwhile is raised here, inside the cleanup
+        hold.release()  # a signal that arrived meanwhile is raised here, inside the cleanup
         yield staged
     except BaseException:
         discard([staged])
@@ -196,21 +194,16 @@ def discard(staged: Sequence[Staged]) -> None:
         shutil.rmtree(item.folder, ignore_errors=True)
 
 
-class _HeldSignals:
+class _HeldSignals(SignalHold):
     """Hold SIGINT/SIGTERM/SIGHUP for a few renames; one that arrived meanwhile is noted, not lost silently."""
 
-    def __enter__(self):
-        self.held = _block_signals()
-        return self
+    def __init__(self):
+        super().__init__(deliver=False)  # the outputs are committed: finishing is what the user's files need now
 
     def __exit__(self, *exc):
-        if self.held:
-            for number in signal.sigpending() & set(_HELD_SIGNALS):
-                # The outputs are committed: finishing is what the user's files need now.
-                signal.sigtimedwait([number], 0)
-                log.warning("Signal %s arrived while the outputs were being put in place; they are complete.",
-                            number)
-        _unblock_signals(self.held)
+        super().__exit__(*exc)
+        for number in dict.fromkeys(self.arrived):
+            log.warning("Signal %s arrived while the outputs were being put in place; they are complete.", number)
         return False
 
 
