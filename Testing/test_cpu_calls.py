@@ -38,6 +38,9 @@ def test_slices_per_call_follows_the_pixel_budget_on_the_cpu_only():
     assert slices_per_call(torch.device("cuda"), (32, 1, 512, 512)) == 32
 
 
+HARD_LATENT_CHOICE = {"fusioncinn"}  # fuses latents by a per-element max-abs choice (fusioncinn.absmax)
+
+
 @pytest.mark.parametrize("name", NETWORKS)
 def test_networks_fuse_the_same_slices_in_chunks(name, real_slices, monkeypatch):
     a, b = real_slices
@@ -47,8 +50,16 @@ def test_networks_fuse_the_same_slices_in_chunks(name, real_slices, monkeypatch)
     chunked = method(a, b)
     singles = torch.cat([method(a[i:i + 1], b[i:i + 1]) for i in range(len(a))])
     assert chunked.shape == whole.shape == (5, 1, 96, 112)
-    assert torch.allclose(chunked, whole, atol=2e-6) and torch.allclose(chunked, singles, atol=2e-6)
-    assert float((whole[0] - whole[1]).abs().max()) > 0.01  # different slices: a mix-up would show
+    if name in HARD_LATENT_CHOICE:
+        # |u| >= |v| picks between two latents that are equal in the empty background; oneDNN computes a call of
+        # one slice with other kernels than a call of two on some CPUs (AVX-512 AMD), so a few ties flip and the
+        # inverse spreads each flip over its receptive field: close on average, not to 2e-6 everywhere.
+        for other in (whole, singles):
+            difference = (chunked - other).abs()
+            assert float(difference.mean()) < 2e-4 and float(difference.max()) < 0.02
+    else:
+        assert torch.allclose(chunked, whole, atol=2e-6) and torch.allclose(chunked, singles, atol=2e-6)
+    assert float((whole[0] - whole[1]).abs().mean()) > 0.02  # different slices: a mix-up would show
 
 
 def test_mfenet_max_rule_is_the_max_abs_rule_exactly(real_slices):
