@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 
@@ -75,6 +76,37 @@ def test_outside_the_main_thread_nothing_is_held_or_changed():
     thread.start()
     thread.join()
     assert seen == {"handler": signal.default_int_handler, "arrived": []}
+
+
+def test_in_a_sub_interpreter_the_hold_holds_nothing_and_does_not_fail():
+    interpreters = None
+    for name in ("_interpreters", "_xxsubinterpreters"):  # CPython's own module, renamed in 3.13
+        try:
+            interpreters = __import__(name)
+            break
+        except ImportError:
+            continue
+    if interpreters is None:
+        pytest.skip("this Python has no sub-interpreters module")
+    from pathlib import Path
+
+    import MedFusionLib.held_signals as module
+
+    path = Path(module.__file__).resolve()
+    code = textwrap.dedent(f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("held_signals", {str(path)!r})
+        held_signals = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(held_signals)
+        with held_signals.SignalHold() as hold:
+            pass
+        assert hold.arrived == []
+    """)
+    interpreter = interpreters.create()
+    try:
+        interpreters.run_string(interpreter, code)  # raises if the code raised
+    finally:
+        interpreters.destroy(interpreter)
 
 
 def _descriptor_2():

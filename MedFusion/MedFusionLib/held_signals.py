@@ -36,6 +36,8 @@ class SignalHold:
         try:
             for number in previous:
                 signal.signal(number, self._note)
+        except ValueError:  # a sub-interpreter: signals belong to the main one, so the first change already fails
+            self._previous = {}
         except BaseException:
             self.release()
             raise
