@@ -117,15 +117,13 @@ def _can_create_file_in(folder: Path) -> bool:
 
     from .held_signals import SignalHold
 
-    hold = SignalHold().start()  # a Ctrl-C between creating and removing the probe would leave it behind
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".medfusion-probe-", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError:
-        return False
-    finally:
-        hold.release()
+    with SignalHold():  # a Ctrl-C between creating and removing the probe would leave it behind
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".medfusion-probe-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError:
+            return False
     return True
 
 
